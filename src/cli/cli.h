@@ -1,0 +1,33 @@
+/* Private to src/cli: the subcommand table and helpers shared by the commands. */
+#pragma once
+
+#include "cnflow/core.h"
+
+#include <petscsys.h>
+
+/* A subcommand: argv[0] is the subcommand name; PETSc is initialised and options are in the
+ * database.  Returns 0 or a negative cnf_status with the message set (cnf_error_set). */
+typedef struct cnf_command {
+  const char *name;
+  const char *summary;
+  int (*run)(int argc, char **argv);
+} cnf_command;
+
+/* Option helpers: read from the PETSc options database with a default; when -help is given
+ * they print "  -name <default>: help" instead of failing.  Return <0 on malformed values. */
+int cli_get_int(const char *name, int def, const char *help, int *out);
+int cli_get_int64(const char *name, int64_t def, const char *help, int64_t *out);
+int cli_get_real(const char *name, double def, const char *help, double *out);
+int cli_get_bool(const char *name, int def, const char *help, int *out);
+int cli_get_string(const char *name, const char *def, const char *help, char *out, size_t len);
+/* 1 if -help / -h was given: commands print their option list and return 0 without work. */
+int cli_help_requested(void);
+/* Print a help header for a command (rank 0). */
+void cli_help_header(const char *usage, const char *description);
+/* Apply -blas_threads (default 1) and -log_level. Called by main before any command. */
+int cli_common_setup(void);
+
+/* Commands (one file each: cmd_<name>.c) */
+int cmd_demo(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_bench(int argc, char **argv);

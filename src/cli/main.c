@@ -1,0 +1,92 @@
+/* cnflow: conditional normalizing flows for detector simulation and calibration.
+ * main reads as a table of contents: init MPI/PETSc -> common options -> run subcommand ->
+ * report -> finalize.  Every option comes from PETSc's options database. */
+#include "cli.h"
+
+#include <mpi.h>
+#include <string.h>
+
+static const cnf_command commands[] = {
+    {"demo", "train a flow on the built-in toy density and print its held-out NLL", cmd_demo},
+    {"generate", "generate a dataset (hgg | calo-photon | calo-pion) into parallel HDF5", cmd_generate},
+    {"bench", "benchmark the flow engine against the PyTorch peer", cmd_bench},
+};
+static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
+
+static void usage(void) {
+  printf("cnflow %s (%s): conditional normalizing flows for detector response and calibration\n"
+         "usage: cnflow <command> [options]    (cnflow <command> -help lists its options)\n"
+         "commands:\n", CNFLOW_VERSION, CNFLOW_GIT_REV);
+  for (int i = 0; i < n_commands; i++)
+    printf("  %-10s %s\n", commands[i].name, commands[i].summary);
+  printf("common options: -options_file FILE, -blas_threads N (1), -log_level 0|1|2\n");
+}
+
+int main(int argc, char **argv) {
+  /* find the subcommand before PETSc sees argv (PETSc ignores non-dash arguments) */
+  const cnf_command *cmd = NULL;
+  int cmd_index = -1;
+  for (int i = 1; i < argc; i++) {
+    if (argv[i][0] == '-')
+      continue;
+    for (int k = 0; k < n_commands; k++)
+      if (strcmp(argv[i], commands[k].name) == 0) {
+        cmd = &commands[k];
+        cmd_index = i;
+      }
+    break;
+  }
+  /* PETSc's own -help would print its whole option list: rename it, we print our own. */
+  static char help_flag[] = "-cnflow_help";
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "-help") == 0 || strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+      argv[i] = help_flag;
+  if (PetscInitialize(&argc, &argv, NULL, NULL)) {
+    fprintf(stderr, "cnflow: error: PETSc initialisation failed\n");
+    return 1;
+  }
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  cnf_log_set_rank(rank, size);
+
+  int rc = 0;
+  if (!cmd) {
+    if (rank == 0) {
+      usage();
+      if (argc > 1 && !cli_help_requested()) {
+        const char *bad = NULL;
+        for (int i = 1; i < argc; i++)
+          if (argv[i][0] != '-') {
+            bad = argv[i];
+            break;
+          }
+        if (bad)
+          fprintf(stderr, "cnflow: error: unknown command '%s'\n", bad);
+        else
+          fprintf(stderr, "cnflow: error: no command given\n");
+        rc = 1;
+      } else if (argc <= 1) {
+        rc = 1;
+      }
+    }
+    MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    PetscFinalize();
+    return rc;
+  }
+
+  rc = cli_common_setup();
+  if (rc == 0)
+    rc = cmd->run(argc - cmd_index, argv + cmd_index);
+  if (rc < 0) {
+    fprintf(stderr, "cnflow: error: %s\n", cnf_error_message()[0] ? cnf_error_message()
+                                                                 : cnf_status_string(rc));
+    fflush(stderr);
+    if (size > 1)
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    PetscFinalize();
+    return 1;
+  }
+  PetscFinalize();
+  return 0;
+}

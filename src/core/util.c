@@ -1,0 +1,48 @@
+/* Small numeric helpers shared by every module. */
+#include "cnflow/core.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+
+int cnf_all_finite(size_t n, const cnf_real *x) {
+  for (size_t i = 0; i < n; i++)
+    if (!isfinite(x[i]))
+      return 0;
+  return 1;
+}
+
+int cnf_all_finite_d(size_t n, const double *x) {
+  for (size_t i = 0; i < n; i++)
+    if (!isfinite(x[i]))
+      return 0;
+  return 1;
+}
+
+void cnf_partition(uint64_t total, int size, int rank, uint64_t *first, uint64_t *count) {
+  uint64_t base = total / (uint64_t)size, rem = total % (uint64_t)size;
+  uint64_t r = (uint64_t)rank;
+  *count = base + (r < rem ? 1 : 0);
+  *first = r * base + (r < rem ? r : rem);
+}
+
+int cnf_parse_int_list(const char *s, int *out, int max) {
+  int n = 0;
+  const char *p = s;
+  while (*p) {
+    char *end;
+    errno = 0;
+    long v = strtol(p, &end, 10);
+    if (end == p || errno)
+      return cnf_error_set(CNF_ERR_ARG, "cannot parse integer list '%s'", s);
+    if (n >= max)
+      return cnf_error_set(CNF_ERR_ARG, "integer list '%s' has more than %d entries", s, max);
+    out[n++] = (int)v;
+    p = end;
+    if (*p == ',')
+      p++;
+    else if (*p)
+      return cnf_error_set(CNF_ERR_ARG, "cannot parse integer list '%s'", s);
+  }
+  return n;
+}
