@@ -1,0 +1,191 @@
+/* cnflow data: dataset files in parallel HDF5.  The generic writer behind `cnflow generate`
+ * (drives any cnf_generator from sim.h) and the sharded readers used by training, sampling and
+ * scans.
+ *
+ * ---- File layout written by cnf_data_generate ----------------------------------------------
+ *   /<schema path>     2-D dataset (N, ncols), storage dtype from the schema (f32, f64, i32),
+ *                      chunked (rows_per_chunk, ncols): at most 65536 rows and 4 MiB per
+ *                      chunk, rows spread evenly over the chunks N needs; a function of N
+ *                      and the row width only, never of the number of ranks.
+ *                      Row i of every dataset is event index i.  Attributes:
+ *                        columns      string[ncols]   column names
+ *                        units        string[ncols]   ("" when unitless)
+ *                        description  string
+ *   / (root group attributes, the provenance)
+ *     generator        string          e.g. "hgg"
+ *     options          string          "name=value\n" for every option of the generator table
+ *     seed, n_events   int64
+ *     cnflow_version, cnflow_git_rev   strings
+ *     split_names      string[3]       "train", "val", "test"
+ *     split_ranges     int64 (3, 2)    (first row, row count) of each split: contiguous ranges
+ *                                      in that order, covering [0, N)
+ *   Strings are variable-length UTF-8.  Files are BYTE-IDENTICAL whatever the number of ranks
+ *   that wrote them: no timestamps, no rank count, the same collective metadata operations in
+ *   the same order, storage allocated at creation.
+ *
+ * CaloChallenge files ("incident_energies" (N, 1), "showers" (N, nvox)) are read the same way:
+ * any 1-D (N) or 2-D (N, ncols) float or integer dataset is accepted, 1-D as (N, 1); columns
+ * without a "columns" attribute are named "c0", "c1", ...
+ *
+ * ---- Collectives and errors ----------------------------------------------------------------
+ * Functions marked COLLECTIVE must be called by every rank of the communicator given to
+ * cnf_data_generate / cnf_data_open.  They return the SAME status on every rank: a failure on
+ * one rank (bad argument, HDF5 error, generator error) is shared with the others (the message of
+ * the lowest failing rank is copied everywhere), so no rank is left waiting in a collective.
+ * Messages are one line and name the file (and dataset / column / event when relevant).
+ */
+#pragma once
+
+#include "cnflow/core.h"
+#include "cnflow/sim.h"
+
+#include <mpi.h>
+
+/* ------------------------------------------------------------------------------------------ */
+/* Generator option tables (sim.h cnf_option) seen generically                                */
+/* ------------------------------------------------------------------------------------------ */
+/* The writer owns two options of every generator: the seed and the number of events.  A
+ * generator declares them in its table under one of these names (INT or INT64):
+ *   seed:     "seed" or "<prefix>_seed"
+ *   events:   "n", "n_events", "nevents" or "<prefix>_n_events"
+ * The seed option is required; the events option is optional (without it the generator's
+ * desc.n_events is the default and event() must serve any index).  NULL when absent. */
+const cnf_option *cnf_gen_seed_option(const cnf_generator *gen);
+const cnf_option *cnf_gen_nevents_option(const cnf_generator *gen);
+/* Read / write an INT or INT64 option of `opts` through its table entry.  The setter fails
+ * with CNF_ERR_ARG when the value does not fit an INT option or the option is not integer. */
+int64_t cnf_option_get_int64(const cnf_option *o, const void *opts);
+int cnf_option_set_int64(const cnf_option *o, void *opts, int64_t value);
+/* "name=value" for one option (reals with %.17g, so the text round-trips); returns the length
+ * or CNF_ERR_ARG when `len` is too small. */
+int cnf_option_format(const cnf_option *o, const void *opts, char *buf, size_t len);
+/* All options of the table, one "name=value" line each.  Returns a malloc'ed string the caller
+ * frees, or NULL (CNF_ERR_NOMEM set). */
+char *cnf_gen_options_string(const cnf_generator *gen, const void *opts);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Splits                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+enum { CNF_SPLIT_TRAIN = 0, CNF_SPLIT_VAL = 1, CNF_SPLIT_TEST = 2, CNF_N_SPLITS = 3 };
+extern const char *const cnf_split_names[CNF_N_SPLITS]; /* "train", "val", "test" */
+
+/* Contiguous split of n rows by fractions (train, val, test): each >= 0, sum 1 within 1e-6.
+ * Boundaries are rounded cumulative fractions, b_k = floor(n * (f_0 + .. + f_k) + 1/2), so the
+ * three counts always sum to n.  CNF_ERR_ARG on bad fractions. */
+int cnf_data_split_ranges(uint64_t n, const double fractions[3], uint64_t first[3],
+                          uint64_t count[3]);
+/* Parse "0.8,0.1,0.1" into fractions[3] and validate as above. */
+int cnf_data_parse_fractions(const char *s, double fractions[3]);
+/* Index of a split name ("train", "val", "test"), or CNF_ERR_ARG. */
+int cnf_data_split_index(const char *name);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Writer                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct cnf_data_gen_config {
+  const char *path;           /* output file; written as <path>.tmp.<hash> and renamed at the end */
+  int64_t seed;               /* written into the generator's seed option */
+  int64_t n_events;           /* rows; 0 = the generator's default (desc.n_events) */
+  double split_fractions[3];  /* train, val, test */
+  int64_t batch_rows;         /* rows generated per rank between collective writes */
+  double progress_interval_s; /* rank-0 progress line period; <= 0: no progress lines */
+} cnf_data_gen_config;
+
+/* Defaults: fractions 0.8/0.1/0.1, batch 16384 rows, progress every 10 s, seed 1, n 0. */
+void cnf_data_gen_config_default(cnf_data_gen_config *cfg);
+
+typedef struct cnf_data_gen_report {
+  uint64_t n_events; /* rows written */
+  uint64_t bytes;    /* raw data bytes of all datasets */
+  double seconds;    /* wall time from setup to rename (max over ranks) */
+  double seconds_event; /* time inside gen->event (max over ranks) */
+} cnf_data_gen_report;
+
+/* COLLECTIVE over comm.  Generates gen (options `opts`, which are copied: the seed and, when
+ * cfg->n_events > 0, the events option are set in the copy) into cfg->path:
+ *   every rank calls gen->setup with its contiguous block of event indices (cnf_partition:
+ *   low ranks take the remainder; when N comes from the generator a first setup(0, 0) asks for
+ *   it), creates the file collectively, generates batches of rows with gen->event, converts
+ *   them to the storage dtype (non-finite values and integers out of int32 range are errors)
+ *   and writes each batch with a collective hyperslab write (ranks without rows take part with
+ *   empty selections); then gen->finalize (if any), close, rename.  On failure the temporary file
+ *   is removed, `path` is untouched and every rank returns the same error.  `report` may be NULL.
+ */
+int cnf_data_generate(const cnf_generator *gen, const void *opts, const cnf_data_gen_config *cfg,
+                      MPI_Comm comm, cnf_data_gen_report *report);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Reader                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct cnf_data_file cnf_data_file; /* an open dataset file (opaque) */
+typedef struct cnf_data_dset cnf_data_dset; /* an open 2-D dataset of that file (opaque) */
+
+/* COLLECTIVE.  Open `path` read-only on comm (which must outlive the handle).  Errors:
+ * CNF_ERR_IO for a missing/unreadable file, a file that is not HDF5, truncated or corrupt.
+ * *out is owned by the caller: release with cnf_data_close. */
+int cnf_data_open(const char *path, MPI_Comm comm, cnf_data_file **out);
+/* COLLECTIVE.  Close the file (NULL is fine).  Datasets must be closed first. */
+void cnf_data_close(cnf_data_file *f);
+
+const char *cnf_data_path(const cnf_data_file *f);
+/* The "generator" root attribute, "" when absent (e.g. CaloChallenge files). */
+const char *cnf_data_generator(const cnf_data_file *f);
+/* CNF_ERR_FORMAT unless the file was written by generator `name`. */
+int cnf_data_expect_generator(const cnf_data_file *f, const char *name);
+/* Row range of a split recorded in the file ("train", "val", "test", or "all"/NULL meaning
+ * [0, n_rows) where n_rows = the "n_events" attribute).  CNF_ERR_FORMAT when the file has no
+ * split record (then compute ranges with cnf_data_split_ranges on the dataset's rows). */
+int cnf_data_split(const cnf_data_file *f, const char *split, uint64_t *first, uint64_t *count);
+
+/* COLLECTIVE.  Open dataset `path`; expect_ncols > 0 requires that row width.  Errors:
+ * CNF_ERR_FORMAT for a missing dataset, wrong rank (not 1-D/2-D), non-numeric type or wrong
+ * number of columns.  Release with cnf_data_dset_close. */
+int cnf_data_dset_open(cnf_data_file *f, const char *path, int expect_ncols, cnf_data_dset **out);
+/* COLLECTIVE.  NULL is fine. */
+void cnf_data_dset_close(cnf_data_dset *d);
+uint64_t cnf_data_dset_rows(const cnf_data_dset *d);
+int cnf_data_dset_cols(const cnf_data_dset *d);
+/* Name of column j (owned by d). */
+const char *cnf_data_dset_column(const cnf_data_dset *d, int j);
+/* Unit of column j ("" when unknown; owned by d). */
+const char *cnf_data_dset_unit(const cnf_data_dset *d, int j);
+/* Index of the column named `name`, or CNF_ERR_FORMAT (message names the dataset). */
+int cnf_data_dset_find_column(const cnf_data_dset *d, const char *name);
+
+/* The calling rank's shard of a split of d: the split's rows (see cnf_data_split; for a file
+ * without split record only "all"/NULL works) partitioned over the ranks with cnf_partition. */
+int cnf_data_shard(const cnf_data_dset *d, const char *split, uint64_t *first, uint64_t *count);
+
+/* COLLECTIVE.  Read rows [first, first + count) of d (each rank its own range; count 0 is fine)
+ * into out, row-major (count, ncols_sel) as `mem` = CNF_DTYPE_F32 (float) or CNF_DTYPE_F64
+ * (double).  cols = NULL reads all columns (ncols_sel must then be 0 or the dataset's width);
+ * otherwise cols[0..ncols_sel) are distinct column indices, in any order (out follows it). */
+int cnf_data_read(cnf_data_dset *d, uint64_t first, uint64_t count, int ncols_sel,
+                  const int *cols, cnf_dtype mem, void *out);
+/* COLLECTIVE.  cnf_data_shard + cnf_data_read: out must hold shard_count * width values. */
+int cnf_data_read_split(cnf_data_dset *d, const char *split, int ncols_sel, const int *cols,
+                        cnf_dtype mem, void *out);
+
+/* The cnf_dtype matching cnf_real, for cnf_data_read into cnf_real arrays. */
+#define CNF_DTYPE_REAL (CNF_REAL_IS_DOUBLE ? CNF_DTYPE_F64 : CNF_DTYPE_F32)
+
+/* ------------------------------------------------------------------------------------------ */
+/* testgen: a cheap deterministic generator for the data-layer tests (`cnflow generate testgen`)*/
+/* ------------------------------------------------------------------------------------------ */
+/* Datasets, row i = event index i (stream (seed, i), sub = attempt):
+ *   truth    f64 (N, 3): event_id = i, x ~ N(0, sigma) truncated to |x| < cut by rejection,
+ *                        u ~ U(0, 1) drawn after the accepted x
+ *   cond     f32 (N, 1): energy = 1 + 99 u  [GeV]
+ *   aux/meta i32 (N, 2): attempts (rejection attempts used), fold = i % 10
+ * Options: seed, n (default 1000), testgen_sigma, testgen_cut, and two failure injections for
+ * tests: testgen_fail_event (event() fails at that index) and testgen_fail_setup (setup fails on
+ * the rank whose block holds that index); -1 disables them. */
+typedef struct cnf_testgen_opts {
+  int64_t seed;
+  int64_t n;
+  double sigma;
+  double cut;
+  int64_t fail_event;
+  int64_t fail_setup;
+} cnf_testgen_opts;
+extern const cnf_generator cnf_gen_testgen;

@@ -1,0 +1,44 @@
+/* Private to src/data: HDF5 helpers (quiet error stacks turned into one-line messages, string
+ * and int64 attributes, deterministic property lists) and the rank-consistent status sync. */
+#pragma once
+
+#include "cnflow/core.h"
+
+#include <hdf5.h>
+#include <mpi.h>
+
+/* HDF5 prints its error stack to stderr by default; every HDF5 failure in src/data becomes one
+ * cnf_error line instead.  Bracket public entry points with quiet_begin/quiet_end. */
+typedef struct h5u_quiet {
+  H5E_auto2_t func;
+  void *data;
+} h5u_quiet;
+void h5u_quiet_begin(h5u_quiet *q);
+void h5u_quiet_end(const h5u_quiet *q);
+
+/* cnf_error_set(code, "<fmt>: <innermost HDF5 error description>") and clear the stack. */
+int h5u_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Share a status across comm: returns rc when no rank failed; otherwise every rank returns the
+ * code of the lowest failing rank and carries its message.  COLLECTIVE. */
+int h5u_sync(MPI_Comm comm, int rc);
+
+/* File access list: MPI-IO on comm, collective metadata reads and writes, fixed format bounds
+ * (v1.8 objects) so the bytes never depend on the library default.  < 0 on failure. */
+hid_t h5u_fapl(MPI_Comm comm);
+/* Object creation list for groups (and the root group via the file creation list) without
+ * access/modification times. */
+hid_t h5u_gcpl_untimed(hid_t cls);
+
+/* Attributes on object `obj` (COLLECTIVE in parallel files: every rank writes the same value). */
+int h5u_attr_write_string(hid_t obj, const char *name, const char *value);
+int h5u_attr_write_strings(hid_t obj, const char *name, int n, const char *const *values);
+int h5u_attr_write_int64(hid_t obj, const char *name, int ndims, const hsize_t *dims,
+                         const int64_t *values);
+/* Read a scalar string attribute into buf (truncated to len); 0 found, 1 absent, < 0 error. */
+int h5u_attr_read_string(hid_t obj, const char *name, char *buf, size_t len);
+/* Read a 1-D string attribute of exactly n entries into malloc'ed strings (caller frees each
+ * and the array); 0 found, 1 absent or wrong length, < 0 error. */
+int h5u_attr_read_strings(hid_t obj, const char *name, int n, char ***out);
+/* Read an int64 attribute of exactly n values; 0 found, 1 absent or wrong size, < 0 error. */
+int h5u_attr_read_int64(hid_t obj, const char *name, int n, int64_t *out);

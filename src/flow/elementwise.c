@@ -1,0 +1,326 @@
+/* Parameter-free bijectors that act on each event independently: a fixed permutation, tanh,
+ * logit and a fixed per-dimension affine map.  All directions follow flow.h: forward is the
+ * density direction x -> z, logdet accumulates log|det dz/dx|; inverse is z -> x with
+ * log|det dx/dz|.  The log-determinants are exact (no clipping): an input outside the domain
+ * (tanh: |x| >= 1, logit: u = alpha + (1 - 2 alpha) x outside (0, 1)) is an error, never a NaN. */
+#include "bijector_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct elementwise_impl {
+  int *perm;      /* permute: (D) density direction z[:, j] = x[:, perm[j]] */
+  double *shift;  /* affine_fixed: (D) */
+  double *scale;  /* affine_fixed: (D), non-zero */
+  double log_abs_scale_sum; /* affine_fixed: sum_d log|scale_d| */
+} elementwise_impl;
+
+static elementwise_impl *impl_of(cnf_bijector *b) { return (elementwise_impl *)b->impl; }
+
+/* log(1 - tanh(z)^2) = 2 (log 2 - z - softplus(-2 z)), stable for large |z| (TFP's form). */
+static double log1m_tanh2(double z) {
+  double a = fabs(z);
+  /* the expression is even in z; evaluate at |z| so softplus(-2|z|) never overflows */
+  return 2.0 * (M_LN2 - a - log1p(exp(-2.0 * a)));
+}
+
+static double softplus(double v) { return v > 0 ? v + log1p(exp(-v)) : log1p(exp(v)); }
+
+/* ---- permute ------------------------------------------------------------------------------- */
+static int permute_forward(cnf_bijector *b, int n, const cnf_real *x, const cnf_real *c,
+                           cnf_real *z, cnf_real *logdet) {
+  const int D = b->dim;
+  const int *perm = impl_of(b)->perm;
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < D; j++)
+      z[(size_t)i * D + j] = x[(size_t)i * D + perm[j]];
+  return 0;
+}
+
+static int permute_backward(cnf_bijector *b, int n, const cnf_real *x, const cnf_real *c,
+                            const cnf_real *z, const cnf_real *dz, const cnf_real *dlogdet,
+                            cnf_real *dx, cnf_real *dc) {
+  const int D = b->dim;
+  const int *perm = impl_of(b)->perm;
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < D; j++)
+      dx[(size_t)i * D + perm[j]] = dz[(size_t)i * D + j];
+  return 0;
+}
+
+static int permute_inverse(cnf_bijector *b, int n, const cnf_real *z, const cnf_real *c,
+                           cnf_real *x, cnf_real *logdet) {
+  const int D = b->dim;
+  const int *perm = impl_of(b)->perm;
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < D; j++)
+      x[(size_t)i * D + perm[j]] = z[(size_t)i * D + j];
+  return 0;
+}
+
+/* ---- tanh: density z = atanh(x), log|dz/dx| = -log(1 - x^2) -------------------------------- */
+static int tanh_forward(cnf_bijector *b, int n, const cnf_real *x, const cnf_real *c,
+                        cnf_real *z, cnf_real *logdet) {
+  const int D = b->dim;
+  for (int i = 0; i < n; i++) {
+    double ld = 0;
+    for (int j = 0; j < D; j++) {
+      double v = x[(size_t)i * D + j];
+      if (!(fabs(v) < 1.0))
+        return cnf_error_set(CNF_ERR_NUMERIC,
+                             "tanh bijector: input row %d column %d = %g is outside (-1, 1)", i,
+                             j, v);
+      z[(size_t)i * D + j] = (cnf_real)atanh(v);
+      ld -= log1p(-v * v);
+    }
+    logdet[i] += (cnf_real)ld;
+  }
+  return 0;
+}
+
+static int tanh_backward(cnf_bijector *b, int n, const cnf_real *x, const cnf_real *c,
+                         const cnf_real *z, const cnf_real *dz, const cnf_real *dlogdet,
+                         cnf_real *dx, cnf_real *dc) {
+  const int D = b->dim;
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < D; j++) {
+      size_t e = (size_t)i * D + j;
+      double v = x[e], inv = 1.0 / (1.0 - v * v);
+      /* dz/dx = 1/(1-x^2);  d(-log(1-x^2))/dx = 2x/(1-x^2) */
+      dx[e] = (cnf_real)(dz[e] * inv + dlogdet[i] * 2.0 * v * inv);
+    }
+  return 0;
+}
+
+static int tanh_inverse(cnf_bijector *b, int n, const cnf_real *z, const cnf_real *c,
+                        cnf_real *x, cnf_real *logdet) {
+  const int D = b->dim;
+  /* tanh(z) rounds to +-1 for |z| > ~9 in float (~19 in double); keep samples inside the open
+   * interval so that their density can be evaluated.  The log-det stays the exact one of z. */
+  const cnf_real below_one =
+      CNF_REAL_IS_DOUBLE ? (cnf_real)nextafter(1.0, 0.0) : (cnf_real)nextafterf(1.0f, 0.0f);
+  for (int i = 0; i < n; i++) {
+    double ld = 0;
+    for (int j = 0; j < D; j++) {
+      double v = z[(size_t)i * D + j];
+      cnf_real t = (cnf_real)tanh(v);
+      if (fabs((double)t) >= 1.0)
+        t = v > 0 ? below_one : -below_one;
+      x[(size_t)i * D + j] = t;
+      ld += log1m_tanh2(v);
+    }
+    logdet[i] += (cnf_real)ld;
+  }
+  return 0;
+}
+
+/* ---- logit: u = alpha + (1 - 2 alpha) x, density z = log(u / (1 - u)) ---------------------- */
+static int logit_forward(cnf_bijector *b, int n, const cnf_real *x, const cnf_real *c,
+                         cnf_real *z, cnf_real *logdet) {
+  const int D = b->dim;
+  const double a = b->spec.alpha, s = 1.0 - 2.0 * a, log_s = log(s);
+  for (int i = 0; i < n; i++) {
+    double ld = 0;
+    for (int j = 0; j < D; j++) {
+      double v = x[(size_t)i * D + j], u = a + s * v;
+      if (!(u > 0.0 && u < 1.0))
+        return cnf_error_set(CNF_ERR_NUMERIC,
+                             "logit bijector (alpha %g): input row %d column %d = %g maps "
+                             "outside (0, 1)",
+                             a, i, j, v);
+      double lu = log(u), l1u = log1p(-u);
+      z[(size_t)i * D + j] = (cnf_real)(lu - l1u);
+      ld += log_s - lu - l1u;
+    }
+    logdet[i] += (cnf_real)ld;
+  }
+  return 0;
+}
+
+static int logit_backward(cnf_bijector *b, int n, const cnf_real *x, const cnf_real *c,
+                          const cnf_real *z, const cnf_real *dz, const cnf_real *dlogdet,
+                          cnf_real *dx, cnf_real *dc) {
+  const int D = b->dim;
+  const double a = b->spec.alpha, s = 1.0 - 2.0 * a;
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < D; j++) {
+      size_t e = (size_t)i * D + j;
+      double u = a + s * x[e], inv = 1.0 / (u * (1.0 - u));
+      /* dz/dx = s/(u(1-u));  d(-log u - log(1-u))/dx = s (2u - 1)/(u(1-u)) */
+      dx[e] = (cnf_real)(s * inv * (dz[e] + dlogdet[i] * (2.0 * u - 1.0)));
+    }
+  return 0;
+}
+
+static int logit_inverse(cnf_bijector *b, int n, const cnf_real *z, const cnf_real *c,
+                         cnf_real *x, cnf_real *logdet) {
+  const int D = b->dim;
+  const double a = b->spec.alpha, s = 1.0 - 2.0 * a, log_s = log(s);
+  for (int i = 0; i < n; i++) {
+    double ld = 0;
+    for (int j = 0; j < D; j++) {
+      double v = z[(size_t)i * D + j];
+      double u = v >= 0 ? 1.0 / (1.0 + exp(-v)) : exp(v) / (1.0 + exp(v));
+      x[(size_t)i * D + j] = (cnf_real)((u - a) / s);
+      /* log du/dz = log(u (1 - u)) = -softplus(-z) - softplus(z) */
+      ld += -softplus(-v) - softplus(v) - log_s;
+    }
+    logdet[i] += (cnf_real)ld;
+  }
+  return 0;
+}
+
+/* ---- affine_fixed: density z = (x - shift) / scale ---------------------------------------- */
+static int affine_forward(cnf_bijector *b, int n, const cnf_real *x, const cnf_real *c,
+                          cnf_real *z, cnf_real *logdet) {
+  const int D = b->dim;
+  const elementwise_impl *im = impl_of(b);
+  for (int i = 0; i < n; i++) {
+    for (int j = 0; j < D; j++) {
+      size_t e = (size_t)i * D + j;
+      z[e] = (cnf_real)((x[e] - im->shift[j]) / im->scale[j]);
+    }
+    logdet[i] += (cnf_real)(-im->log_abs_scale_sum);
+  }
+  return 0;
+}
+
+static int affine_backward(cnf_bijector *b, int n, const cnf_real *x, const cnf_real *c,
+                           const cnf_real *z, const cnf_real *dz, const cnf_real *dlogdet,
+                           cnf_real *dx, cnf_real *dc) {
+  const int D = b->dim;
+  const elementwise_impl *im = impl_of(b);
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < D; j++) {
+      size_t e = (size_t)i * D + j;
+      dx[e] = (cnf_real)(dz[e] / im->scale[j]);
+    }
+  return 0;
+}
+
+static int affine_inverse(cnf_bijector *b, int n, const cnf_real *z, const cnf_real *c,
+                          cnf_real *x, cnf_real *logdet) {
+  const int D = b->dim;
+  const elementwise_impl *im = impl_of(b);
+  for (int i = 0; i < n; i++) {
+    for (int j = 0; j < D; j++) {
+      size_t e = (size_t)i * D + j;
+      x[e] = (cnf_real)(z[e] * im->scale[j] + im->shift[j]);
+    }
+    logdet[i] += (cnf_real)im->log_abs_scale_sum;
+  }
+  return 0;
+}
+
+/* ---- shared no-ops and lifecycle ------------------------------------------------------------ */
+static int elementwise_reserve(cnf_bijector *b, int nmax) { return 0; }
+static int elementwise_init_params(cnf_bijector *b, cnf_rng *rng, int identity) { return 0; }
+
+static void elementwise_destroy(cnf_bijector *b) {
+  elementwise_impl *im = impl_of(b);
+  if (im) {
+    free(im->perm);
+    free(im->shift);
+    free(im->scale);
+    free(im);
+  }
+  b->impl = NULL;
+  b->spec.perm = NULL;
+  b->spec.shift = b->spec.scale = NULL;
+}
+
+#define ELEMENTWISE_OPS(prefix)                                                             \
+  {                                                                                         \
+    .forward = prefix##_forward, .backward = prefix##_backward, .inverse = prefix##_inverse, \
+    .reserve = elementwise_reserve, .init_params = elementwise_init_params,                 \
+    .data_init = NULL, .params_changed = NULL, .destroy = elementwise_destroy               \
+  }
+static const cnf_bijector_ops permute_ops = ELEMENTWISE_OPS(permute);
+static const cnf_bijector_ops tanh_ops = ELEMENTWISE_OPS(tanh);
+static const cnf_bijector_ops logit_ops = ELEMENTWISE_OPS(logit);
+static const cnf_bijector_ops affine_ops = ELEMENTWISE_OPS(affine);
+
+/* Deep-copies the spec arrays a kind needs (the caller's spec arrays are borrowed). */
+static int elementwise_copy_arrays(cnf_bijector *b, elementwise_impl *im) {
+  const int D = b->dim;
+  const cnf_bijector_spec *s = &b->spec;
+  if (s->kind == CNF_BIJ_PERMUTE) {
+    if (!s->perm)
+      return cnf_error_set(CNF_ERR_ARG, "permute bijector: no permutation given");
+    im->perm = cnf_malloc(sizeof(int) * (size_t)D);
+    int *seen = cnf_calloc((size_t)D, sizeof(int));
+    if (!im->perm || !seen) {
+      free(seen);
+      return CNF_ERR_NOMEM;
+    }
+    for (int j = 0; j < D; j++) {
+      int p = s->perm[j];
+      if (p < 0 || p >= D || seen[p]) {
+        free(seen);
+        return cnf_error_set(CNF_ERR_ARG,
+                             "permute bijector: entry %d = %d makes it not a permutation of "
+                             "0..%d",
+                             j, p, D - 1);
+      }
+      seen[p] = 1;
+      im->perm[j] = p;
+    }
+    free(seen);
+  } else if (s->kind == CNF_BIJ_AFFINE_FIXED) {
+    if (!s->shift || !s->scale)
+      return cnf_error_set(CNF_ERR_ARG, "affine_fixed bijector: shift and scale are required");
+    im->shift = cnf_malloc(sizeof(double) * (size_t)D);
+    im->scale = cnf_malloc(sizeof(double) * (size_t)D);
+    if (!im->shift || !im->scale)
+      return CNF_ERR_NOMEM;
+    im->log_abs_scale_sum = 0;
+    for (int j = 0; j < D; j++) {
+      if (!isfinite(s->shift[j]) || !isfinite(s->scale[j]) || s->scale[j] == 0.0)
+        return cnf_error_set(CNF_ERR_ARG,
+                             "affine_fixed bijector: dimension %d has shift %g, scale %g "
+                             "(need finite values and a non-zero scale)",
+                             j, s->shift[j], s->scale[j]);
+      im->shift[j] = s->shift[j];
+      im->scale[j] = s->scale[j];
+      im->log_abs_scale_sum += log(fabs(s->scale[j]));
+    }
+  } else if (s->kind == CNF_BIJ_LOGIT) {
+    if (!(s->alpha >= 0.0 && s->alpha < 0.5))
+      return cnf_error_set(CNF_ERR_ARG, "logit bijector: alpha = %g must be in [0, 0.5)",
+                           s->alpha);
+  }
+  return 0;
+}
+
+int cnf_bij_elementwise_create(cnf_bijector *b) {
+  const cnf_bijector_ops *ops;
+  switch (b->spec.kind) {
+  case CNF_BIJ_PERMUTE: ops = &permute_ops; break;
+  case CNF_BIJ_TANH: ops = &tanh_ops; break;
+  case CNF_BIJ_LOGIT: ops = &logit_ops; break;
+  case CNF_BIJ_AFFINE_FIXED: ops = &affine_ops; break;
+  default:
+    return cnf_error_set(CNF_ERR_ARG, "bijector kind %d is not elementwise", (int)b->spec.kind);
+  }
+  if (b->dim < 1)
+    return cnf_error_set(CNF_ERR_ARG, "%s bijector: dimension %d < 1",
+                         cnf_bijector_kind_name(b->spec.kind), b->dim);
+  elementwise_impl *im = cnf_calloc(1, sizeof *im);
+  if (!im)
+    return CNF_ERR_NOMEM;
+  b->impl = im;
+  b->ops = ops;
+  b->n_params = 0;
+  int rc = elementwise_copy_arrays(b, im);
+  if (rc < 0) {
+    elementwise_destroy(b);
+    b->ops = NULL;
+    return rc;
+  }
+  /* the spec now points at our copies (the caller's arrays were only borrowed) */
+  b->spec.perm = im->perm;
+  b->spec.shift = im->shift;
+  b->spec.scale = im->scale;
+  return 0;
+}

@@ -1,0 +1,714 @@
+/* The conditional flow: an ordered chain of bijectors (density direction x -> z), one flat
+ * parameter buffer and one flat gradient buffer, the condition transform, log-density,
+ * sampling and the weighted-NLL backward pass.  Also the bijector factory and the reference
+ * architectures ("presets").  Conventions are documented in include/cnflow/flow.h. */
+#include "bijector_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOG_2PI 1.8378770664093454835606594728112
+
+struct cnf_flow {
+  int D, C, n_bij;
+  cnf_bijector *bij; /* (n_bij) in density order */
+  size_t n_params;
+  cnf_real *params, *grads; /* (n_params) each; bijectors hold slices */
+  cnf_cond_map *cond_map;   /* (C) */
+  double *cond_shift, *cond_scale; /* (C) */
+  /* work buffers, capacity nmax events */
+  int nmax;
+  cnf_real *act;       /* (n_bij + 1, nmax, D): slice k = input of bijector k; slice n_bij = z */
+  cnf_real *cond;      /* (nmax, C) transformed conditions */
+  cnf_real *dcond;     /* (nmax, C) d cond / d c_raw */
+  cnf_real *dc_acc;    /* (nmax, C) dL/d cond summed over bijectors */
+  cnf_real *grad_a, *grad_b; /* (nmax, D) dL/d(activation), ping-pong */
+  cnf_real *logdet, *dlogdet; /* (nmax) */
+};
+
+/* ---- bijector kinds and the factory --------------------------------------------------------- */
+static const char *const kind_names[CNF_BIJ_KIND_COUNT] = {
+    [CNF_BIJ_MAF_AFFINE] = "maf_affine", [CNF_BIJ_MAF_RQS] = "maf_rqs",
+    [CNF_BIJ_COUPLING_RQS] = "coupling_rqs", [CNF_BIJ_ACTNORM] = "actnorm",
+    [CNF_BIJ_PERMUTE] = "permute", [CNF_BIJ_TANH] = "tanh",
+    [CNF_BIJ_LOGIT] = "logit", [CNF_BIJ_AFFINE_FIXED] = "affine_fixed",
+};
+
+const char *cnf_bijector_kind_name(cnf_bijector_kind kind) {
+  if ((int)kind < 0 || kind >= CNF_BIJ_KIND_COUNT)
+    return "unknown";
+  return kind_names[kind];
+}
+
+int cnf_bijector_kind_from_name(const char *name) {
+  if (!name)
+    return -1;
+  for (int k = 0; k < CNF_BIJ_KIND_COUNT; k++)
+    if (strcmp(name, kind_names[k]) == 0)
+      return k;
+  return -1;
+}
+
+static int validate_rqs_spec(const cnf_bijector_spec *s, int k) {
+  const char *name = cnf_bijector_kind_name(s->kind);
+  if (s->bins < 2 || s->bins > 64)
+    return cnf_error_set(CNF_ERR_ARG, "bijector %d (%s): bins = %d must be in [2, 64]", k, name,
+                         s->bins);
+  if (!(s->tail_bound > 0) || !isfinite(s->tail_bound))
+    return cnf_error_set(CNF_ERR_ARG, "bijector %d (%s): tail_bound = %g must be > 0", k, name,
+                         s->tail_bound);
+  double kmax = 1.0 / s->bins;
+  if (!(s->min_bin_width > 0 && s->min_bin_width < kmax))
+    return cnf_error_set(CNF_ERR_ARG,
+                         "bijector %d (%s): min_bin_width = %g must be in (0, 1/bins = %g)", k,
+                         name, s->min_bin_width, kmax);
+  if (!(s->min_bin_height > 0 && s->min_bin_height < kmax))
+    return cnf_error_set(CNF_ERR_ARG,
+                         "bijector %d (%s): min_bin_height = %g must be in (0, 1/bins = %g)", k,
+                         name, s->min_bin_height, kmax);
+  /* boundary derivatives are exactly 1, so the minimum must stay below 1 */
+  if (!(s->min_derivative > 0 && s->min_derivative < 1))
+    return cnf_error_set(CNF_ERR_ARG, "bijector %d (%s): min_derivative = %g must be in (0, 1)",
+                         k, name, s->min_derivative);
+  return 0;
+}
+
+static int validate_spec(const cnf_bijector_spec *s, int D, int C, int k) {
+  if ((int)s->kind < 0 || s->kind >= CNF_BIJ_KIND_COUNT)
+    return cnf_error_set(CNF_ERR_ARG, "bijector %d: unknown kind %d", k, (int)s->kind);
+  const char *name = cnf_bijector_kind_name(s->kind);
+  switch (s->kind) {
+  case CNF_BIJ_MAF_AFFINE:
+  case CNF_BIJ_MAF_RQS:
+  case CNF_BIJ_COUPLING_RQS:
+    if (s->hidden < 1 || s->n_hidden < 1)
+      return cnf_error_set(CNF_ERR_ARG,
+                           "bijector %d (%s): hidden = %d and n_hidden = %d must be >= 1", k,
+                           name, s->hidden, s->n_hidden);
+    if (s->kind == CNF_BIJ_MAF_AFFINE && s->scale_kind != CNF_AFFINE_SCALE_EXP &&
+        s->scale_kind != CNF_AFFINE_SCALE_EXP_TANH)
+      return cnf_error_set(CNF_ERR_ARG, "bijector %d (%s): unknown scale_kind %d", k, name,
+                           (int)s->scale_kind);
+    if (s->kind != CNF_BIJ_MAF_AFFINE)
+      CNF_CALL(validate_rqs_spec(s, k));
+    if (s->kind == CNF_BIJ_COUPLING_RQS) {
+      if (D < 2)
+        return cnf_error_set(CNF_ERR_ARG, "bijector %d (%s): needs dimension >= 2, got %d", k,
+                             name, D);
+      if (s->tails != CNF_TAILS_EVENT && s->tails != CNF_TAILS_ELEMENT)
+        return cnf_error_set(CNF_ERR_ARG, "bijector %d (%s): unknown tails %d", k, name,
+                             (int)s->tails);
+    }
+    break;
+  case CNF_BIJ_PERMUTE:
+    if (!s->perm)
+      return cnf_error_set(CNF_ERR_ARG, "bijector %d (permute): no permutation given", k);
+    break;
+  case CNF_BIJ_AFFINE_FIXED:
+    if (!s->shift || !s->scale)
+      return cnf_error_set(CNF_ERR_ARG, "bijector %d (affine_fixed): shift and scale required",
+                           k);
+    break;
+  case CNF_BIJ_LOGIT:
+    if (!(s->alpha >= 0 && s->alpha < 0.5))
+      return cnf_error_set(CNF_ERR_ARG, "bijector %d (logit): alpha = %g must be in [0, 0.5)",
+                           k, s->alpha);
+    break;
+  default: break;
+  }
+  return 0;
+}
+
+/* Build bijector k of a flow on D dims with C conditions into *b (zeroed by the caller).
+ * The spec's arrays are borrowed; the constructor deep-copies what it keeps. */
+static int cnf_bijector_create(const cnf_bijector_spec *spec, int D, int C, int k,
+                               cnf_bijector *b) {
+  CNF_CALL(validate_spec(spec, D, C, k));
+  b->spec = *spec;
+  /* only the kinds that own an array keep the pointer (never a dangling borrowed one) */
+  if (spec->kind != CNF_BIJ_PERMUTE)
+    b->spec.perm = NULL;
+  if (spec->kind != CNF_BIJ_AFFINE_FIXED)
+    b->spec.shift = b->spec.scale = NULL;
+  b->dim = D;
+  b->cond_dim = C;
+  int rc;
+  switch (spec->kind) {
+  case CNF_BIJ_MAF_AFFINE:
+  case CNF_BIJ_MAF_RQS: rc = cnf_bij_maf_create(b); break;
+  case CNF_BIJ_COUPLING_RQS: rc = cnf_bij_coupling_create(b); break;
+  case CNF_BIJ_ACTNORM: rc = cnf_bij_actnorm_create(b); break;
+  default: rc = cnf_bij_elementwise_create(b); break;
+  }
+  if (rc < 0) {
+    char msg[900];
+    snprintf(msg, sizeof msg, "%s", cnf_error_message());
+    return cnf_error_set(rc, "bijector %d (%s): %s", k, cnf_bijector_kind_name(spec->kind), msg);
+  }
+  return 0;
+}
+
+/* Re-record the current error message with the failing bijector's index and kind in front. */
+static int bijector_error(const cnf_flow *f, int k, int rc) {
+  char msg[900];
+  snprintf(msg, sizeof msg, "%s", cnf_error_message());
+  return cnf_error_set(rc, "bijector %d (%s): %s", k,
+                       cnf_bijector_kind_name(f->bij[k].spec.kind), msg);
+}
+
+/* ---- lifecycle and accessors ---------------------------------------------------------------- */
+int cnf_flow_create(int D, int C, int n_bij, const cnf_bijector_spec *specs, cnf_flow **out) {
+  *out = NULL;
+  if (D < 1 || C < 0 || n_bij < 1 || !specs)
+    return cnf_error_set(CNF_ERR_ARG,
+                         "cnf_flow_create: need D >= 1, C >= 0 and at least one bijector "
+                         "(got D=%d C=%d n=%d)",
+                         D, C, n_bij);
+  cnf_flow *f = cnf_calloc(1, sizeof *f);
+  if (!f)
+    return CNF_ERR_NOMEM;
+  f->D = D;
+  f->C = C;
+  int rc = 0;
+  f->bij = cnf_calloc((size_t)n_bij, sizeof *f->bij);
+  f->cond_map = cnf_calloc((size_t)(C > 0 ? C : 1), sizeof *f->cond_map);
+  f->cond_shift = cnf_calloc((size_t)(C > 0 ? C : 1), sizeof(double));
+  f->cond_scale = cnf_calloc((size_t)(C > 0 ? C : 1), sizeof(double));
+  if (!f->bij || !f->cond_map || !f->cond_shift || !f->cond_scale) {
+    rc = CNF_ERR_NOMEM;
+    goto fail;
+  }
+  for (int j = 0; j < C; j++)
+    f->cond_scale[j] = 1.0; /* identity map, shift 0 */
+  for (int k = 0; k < n_bij; k++) {
+    CNF_CALL_GOTO(rc, fail, cnf_bijector_create(&specs[k], D, C, k, &f->bij[k]));
+    f->n_bij = k + 1; /* constructed so far: what cnf_flow_free destroys */
+    f->bij[k].param_offset = f->n_params;
+    f->n_params += f->bij[k].n_params;
+  }
+  /* one zeroed allocation each, padded to whole cache lines */
+  size_t bytes = ((f->n_params * sizeof(cnf_real) + 63) / 64) * 64;
+  f->params = cnf_aligned_alloc(bytes ? bytes : 64);
+  f->grads = cnf_aligned_alloc(bytes ? bytes : 64);
+  if (!f->params || !f->grads) {
+    rc = CNF_ERR_NOMEM;
+    goto fail;
+  }
+  memset(f->params, 0, bytes);
+  memset(f->grads, 0, bytes);
+  for (int k = 0; k < n_bij; k++) {
+    cnf_bijector *b = &f->bij[k];
+    b->params = b->n_params ? f->params + b->param_offset : NULL;
+    b->grads = b->n_params ? f->grads + b->param_offset : NULL;
+  }
+  CNF_CALL_GOTO(rc, fail, cnf_flow_params_changed(f));
+  *out = f;
+  return 0;
+fail:
+  cnf_flow_free(&f);
+  return rc;
+}
+
+static void flow_free_buffers(cnf_flow *f) {
+  free(f->act);
+  free(f->cond);
+  free(f->dcond);
+  free(f->dc_acc);
+  free(f->grad_a);
+  free(f->grad_b);
+  free(f->logdet);
+  free(f->dlogdet);
+  f->act = f->cond = f->dcond = f->dc_acc = f->grad_a = f->grad_b = NULL;
+  f->logdet = f->dlogdet = NULL;
+  f->nmax = 0;
+}
+
+void cnf_flow_free(cnf_flow **flow) {
+  cnf_flow *f = *flow;
+  if (!f)
+    return;
+  for (int k = 0; k < f->n_bij; k++)
+    if (f->bij[k].ops && f->bij[k].ops->destroy)
+      f->bij[k].ops->destroy(&f->bij[k]);
+  flow_free_buffers(f);
+  free(f->bij);
+  free(f->params);
+  free(f->grads);
+  free(f->cond_map);
+  free(f->cond_shift);
+  free(f->cond_scale);
+  free(f);
+  *flow = NULL;
+}
+
+int cnf_flow_dim(const cnf_flow *f) { return f->D; }
+int cnf_flow_cond_dim(const cnf_flow *f) { return f->C; }
+int cnf_flow_num_bijectors(const cnf_flow *f) { return f->n_bij; }
+const cnf_bijector *cnf_flow_bijector(const cnf_flow *f, int k) {
+  CNF_ASSERT(k >= 0 && k < f->n_bij);
+  return &f->bij[k];
+}
+size_t cnf_flow_num_params(const cnf_flow *f) { return f->n_params; }
+cnf_real *cnf_flow_params(cnf_flow *f) { return f->params; }
+cnf_real *cnf_flow_grads(cnf_flow *f) { return f->grads; }
+void cnf_flow_zero_grads(cnf_flow *f) { memset(f->grads, 0, f->n_params * sizeof(cnf_real)); }
+
+int cnf_flow_params_changed(cnf_flow *f) {
+  for (int k = 0; k < f->n_bij; k++) {
+    cnf_bijector *b = &f->bij[k];
+    if (b->ops->params_changed) {
+      int rc = b->ops->params_changed(b);
+      if (rc < 0)
+        return bijector_error(f, k, rc);
+    }
+  }
+  return 0;
+}
+
+/* ---- condition transform -------------------------------------------------------------------- */
+int cnf_flow_set_cond_transform(cnf_flow *f, const cnf_cond_map *map, const double *shift,
+                                const double *scale) {
+  for (int j = 0; j < f->C; j++) {
+    cnf_cond_map m = map ? map[j] : CNF_COND_IDENTITY;
+    double sh = shift ? shift[j] : 0.0, sc = scale ? scale[j] : 1.0;
+    if (m != CNF_COND_IDENTITY && m != CNF_COND_LOG10 && m != CNF_COND_LOG)
+      return cnf_error_set(CNF_ERR_ARG, "condition %d: unknown map %d", j, (int)m);
+    if (!isfinite(sh) || !isfinite(sc) || sc == 0.0)
+      return cnf_error_set(CNF_ERR_ARG,
+                           "condition %d: shift %g, scale %g (need finite, non-zero scale)", j,
+                           sh, sc);
+  }
+  for (int j = 0; j < f->C; j++) {
+    f->cond_map[j] = map ? map[j] : CNF_COND_IDENTITY;
+    f->cond_shift[j] = shift ? shift[j] : 0.0;
+    f->cond_scale[j] = scale ? scale[j] : 1.0;
+  }
+  return 0;
+}
+
+int cnf_flow_transform_cond(const cnf_flow *f, int n, const cnf_real *c_raw, cnf_real *c_out,
+                            cnf_real *dcout_dcraw) {
+  const int C = f->C;
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < C; j++) {
+      size_t e = (size_t)i * C + j;
+      double v = c_raw[e], m, dm;
+      if (!isfinite(v))
+        return cnf_error_set(CNF_ERR_NUMERIC, "condition row %d column %d is %g", i, j, v);
+      switch (f->cond_map[j]) {
+      case CNF_COND_LOG10:
+      case CNF_COND_LOG:
+        if (!(v > 0))
+          return cnf_error_set(CNF_ERR_NUMERIC,
+                               "condition row %d column %d = %g must be > 0 for its %s map", i,
+                               j, v, f->cond_map[j] == CNF_COND_LOG ? "log" : "log10");
+        m = f->cond_map[j] == CNF_COND_LOG ? log(v) : log10(v);
+        dm = f->cond_map[j] == CNF_COND_LOG ? 1.0 / v : 1.0 / (v * M_LN10);
+        break;
+      default:
+        m = v;
+        dm = 1.0;
+        break;
+      }
+      c_out[e] = (cnf_real)((m - f->cond_shift[j]) * f->cond_scale[j]);
+      if (dcout_dcraw)
+        dcout_dcraw[e] = (cnf_real)(dm * f->cond_scale[j]);
+    }
+  return 0;
+}
+
+/* Accessors used by the model-file writer (flow_io.c) */
+cnf_cond_map cnf_flow_cond_map_(const cnf_flow *f, int j) { return f->cond_map[j]; }
+double cnf_flow_cond_shift_(const cnf_flow *f, int j) { return f->cond_shift[j]; }
+double cnf_flow_cond_scale_(const cnf_flow *f, int j) { return f->cond_scale[j]; }
+
+/* ---- work buffers --------------------------------------------------------------------------- */
+static cnf_real *act_slice(const cnf_flow *f, int k) {
+  return f->act + (size_t)k * (size_t)f->nmax * (size_t)f->D;
+}
+
+int cnf_flow_reserve(cnf_flow *f, int nmax) {
+  if (nmax < 0)
+    return cnf_error_set(CNF_ERR_ARG, "cnf_flow_reserve: negative batch size %d", nmax);
+  if (nmax <= f->nmax)
+    return 0;
+  flow_free_buffers(f);
+  size_t n = (size_t)nmax, D = (size_t)f->D, C = (size_t)(f->C > 0 ? f->C : 1);
+  f->act = cnf_malloc(sizeof(cnf_real) * (size_t)(f->n_bij + 1) * n * D);
+  f->cond = cnf_malloc(sizeof(cnf_real) * n * C);
+  f->dcond = cnf_malloc(sizeof(cnf_real) * n * C);
+  f->dc_acc = cnf_malloc(sizeof(cnf_real) * n * C);
+  f->grad_a = cnf_malloc(sizeof(cnf_real) * n * D);
+  f->grad_b = cnf_malloc(sizeof(cnf_real) * n * D);
+  f->logdet = cnf_malloc(sizeof(cnf_real) * n);
+  f->dlogdet = cnf_malloc(sizeof(cnf_real) * n);
+  if (!f->act || !f->cond || !f->dcond || !f->dc_acc || !f->grad_a || !f->grad_b ||
+      !f->logdet || !f->dlogdet) {
+    flow_free_buffers(f);
+    return CNF_ERR_NOMEM;
+  }
+  f->nmax = nmax;
+  for (int k = 0; k < f->n_bij; k++) {
+    int rc = f->bij[k].ops->reserve(&f->bij[k], nmax);
+    if (rc < 0) {
+      flow_free_buffers(f);
+      return bijector_error(f, k, rc);
+    }
+  }
+  return 0;
+}
+
+/* First non-finite entry of a (n, cols) array -> CNF_ERR_NUMERIC naming row and column. */
+static int check_finite(const char *what, const char *label, int n, int cols,
+                        const cnf_real *a) {
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < cols; j++)
+      if (!isfinite(a[(size_t)i * cols + j]))
+        return cnf_error_set(CNF_ERR_NUMERIC, "%s: %s row %d column %d is %g", what, label, i,
+                             j, (double)a[(size_t)i * cols + j]);
+  return 0;
+}
+
+/* Validate and load a batch: x -> act slice 0, c_raw -> f->cond (and dcond if wanted). */
+static int flow_load_batch(cnf_flow *f, const char *what, int n, const cnf_real *x,
+                           const cnf_real *c, int want_dcond) {
+  if (n < 0)
+    return cnf_error_set(CNF_ERR_ARG, "%s: negative batch size %d", what, n);
+  if (f->C > 0 && !c && n > 0)
+    return cnf_error_set(CNF_ERR_ARG, "%s: the flow has %d conditions but c is NULL", what,
+                         f->C);
+  CNF_CALL(cnf_flow_reserve(f, n));
+  if (x) {
+    CNF_CALL(check_finite(what, "x", n, f->D, x));
+    memcpy(act_slice(f, 0), x, sizeof(cnf_real) * (size_t)n * f->D);
+  }
+  if (f->C > 0) {
+    int rc = cnf_flow_transform_cond(f, n, c, f->cond, want_dcond ? f->dcond : NULL);
+    if (rc < 0) {
+      char msg[900];
+      snprintf(msg, sizeof msg, "%s", cnf_error_message());
+      return cnf_error_set(rc, "%s: %s", what, msg);
+    }
+  }
+  return 0;
+}
+
+static const cnf_real *cond_or_null(const cnf_flow *f) { return f->C > 0 ? f->cond : NULL; }
+
+/* Density direction through every bijector: act[0] -> act[n_bij], f->logdet WRITTEN. */
+static int flow_run_forward(cnf_flow *f, int n) {
+  memset(f->logdet, 0, sizeof(cnf_real) * (size_t)n);
+  for (int k = 0; k < f->n_bij; k++) {
+    cnf_bijector *b = &f->bij[k];
+    int rc = b->ops->forward(b, n, act_slice(f, k), cond_or_null(f), act_slice(f, k + 1),
+                             f->logdet);
+    if (rc < 0)
+      return bijector_error(f, k, rc);
+  }
+  return 0;
+}
+
+/* Sampling direction: act[n_bij] -> act[0], f->logdet WRITTEN with log|det dx/dz|. */
+static int flow_run_inverse(cnf_flow *f, int n) {
+  memset(f->logdet, 0, sizeof(cnf_real) * (size_t)n);
+  for (int k = f->n_bij - 1; k >= 0; k--) {
+    cnf_bijector *b = &f->bij[k];
+    int rc = b->ops->inverse(b, n, act_slice(f, k + 1), cond_or_null(f), act_slice(f, k),
+                             f->logdet);
+    if (rc < 0)
+      return bijector_error(f, k, rc);
+  }
+  return 0;
+}
+
+/* log N(z; 0, I) of row i of z (n, D). */
+static double base_log_density(const cnf_real *zi, int D) {
+  double s = 0;
+  for (int j = 0; j < D; j++)
+    s += (double)zi[j] * zi[j];
+  return -0.5 * s - 0.5 * D * LOG_2PI;
+}
+
+/* ---- initialisation ------------------------------------------------------------------------- */
+int cnf_flow_init_params(cnf_flow *f, uint64_t seed, int identity) {
+  for (int k = 0; k < f->n_bij; k++) {
+    cnf_bijector *b = &f->bij[k];
+    cnf_rng r;
+    cnf_rng_init(&r, seed, (uint64_t)k, 0); /* one stream per bijector: insertion-stable */
+    int rc = b->ops->init_params(b, &r, identity);
+    if (rc < 0)
+      return bijector_error(f, k, rc);
+  }
+  return cnf_flow_params_changed(f);
+}
+
+int cnf_flow_data_init(cnf_flow *f, int n, const cnf_real *x, const cnf_real *c) {
+  if (n < 1)
+    return cnf_error_set(CNF_ERR_ARG, "cnf_flow_data_init: need at least one event");
+  CNF_CALL(flow_load_batch(f, "cnf_flow_data_init", n, x, c, 0));
+  memset(f->logdet, 0, sizeof(cnf_real) * (size_t)n);
+  for (int k = 0; k < f->n_bij; k++) {
+    cnf_bijector *b = &f->bij[k];
+    int rc = 0;
+    /* the batch as it arrives at bijector k initialises it before it transforms the batch */
+    if (b->ops->data_init) {
+      rc = b->ops->data_init(b, n, act_slice(f, k));
+      if (rc >= 0 && b->ops->params_changed)
+        rc = b->ops->params_changed(b);
+    }
+    if (rc >= 0)
+      rc = b->ops->forward(b, n, act_slice(f, k), cond_or_null(f), act_slice(f, k + 1),
+                           f->logdet);
+    if (rc < 0)
+      return bijector_error(f, k, rc);
+  }
+  return 0;
+}
+
+/* ---- density, sampling ---------------------------------------------------------------------- */
+int cnf_flow_forward(cnf_flow *f, int n, const cnf_real *x, const cnf_real *c, cnf_real *z,
+                     cnf_real *logdet) {
+  CNF_CALL(flow_load_batch(f, "cnf_flow_forward", n, x, c, 0));
+  if (n == 0)
+    return 0;
+  CNF_CALL(flow_run_forward(f, n));
+  memcpy(z, act_slice(f, f->n_bij), sizeof(cnf_real) * (size_t)n * f->D);
+  if (logdet)
+    memcpy(logdet, f->logdet, sizeof(cnf_real) * (size_t)n);
+  return 0;
+}
+
+int cnf_flow_log_prob(cnf_flow *f, int n, const cnf_real *x, const cnf_real *c, cnf_real *logp) {
+  CNF_CALL(flow_load_batch(f, "cnf_flow_log_prob", n, x, c, 0));
+  if (n == 0)
+    return 0;
+  CNF_CALL(flow_run_forward(f, n));
+  const cnf_real *z = act_slice(f, f->n_bij);
+  for (int i = 0; i < n; i++)
+    logp[i] = (cnf_real)(base_log_density(z + (size_t)i * f->D, f->D) + f->logdet[i]);
+  return 0;
+}
+
+int cnf_flow_inverse(cnf_flow *f, int n, const cnf_real *z, const cnf_real *c, cnf_real *x,
+                     cnf_real *logdet) {
+  CNF_CALL(flow_load_batch(f, "cnf_flow_inverse", n, NULL, c, 0));
+  if (n == 0)
+    return 0;
+  CNF_CALL(check_finite("cnf_flow_inverse", "z", n, f->D, z));
+  memcpy(act_slice(f, f->n_bij), z, sizeof(cnf_real) * (size_t)n * f->D);
+  CNF_CALL(flow_run_inverse(f, n));
+  memcpy(x, act_slice(f, 0), sizeof(cnf_real) * (size_t)n * f->D);
+  if (logdet)
+    memcpy(logdet, f->logdet, sizeof(cnf_real) * (size_t)n);
+  return 0;
+}
+
+int cnf_flow_sample(cnf_flow *f, int n, const cnf_real *c, uint64_t seed, uint64_t first_index,
+                    cnf_real *x, cnf_real *logp) {
+  CNF_CALL(flow_load_batch(f, "cnf_flow_sample", n, NULL, c, 0));
+  if (n == 0)
+    return 0;
+  const int D = f->D;
+  cnf_real *z = act_slice(f, f->n_bij);
+  for (int i = 0; i < n; i++) {
+    cnf_rng r;
+    cnf_rng_init(&r, seed, first_index + (uint64_t)i, 0); /* event i's own stream */
+    for (int j = 0; j < D; j++)
+      z[(size_t)i * D + j] = (cnf_real)cnf_rng_normal(&r);
+  }
+  if (logp)
+    for (int i = 0; i < n; i++)
+      logp[i] = (cnf_real)base_log_density(z + (size_t)i * D, D);
+  CNF_CALL(flow_run_inverse(f, n));
+  memcpy(x, act_slice(f, 0), sizeof(cnf_real) * (size_t)n * D);
+  if (logp)
+    for (int i = 0; i < n; i++)
+      logp[i] = (cnf_real)((double)logp[i] - f->logdet[i]);
+  return 0;
+}
+
+/* ---- training: weighted NLL and its gradients ----------------------------------------------- */
+int cnf_flow_nll_backward(cnf_flow *f, int n, const cnf_real *x, const cnf_real *c,
+                          const cnf_real *weights, double *loss, cnf_real *logp, cnf_real *dc) {
+  const char *what = "cnf_flow_nll_backward";
+  *loss = 0;
+  CNF_CALL(flow_load_batch(f, what, n, x, c, dc != NULL));
+  if (n == 0)
+    return 0;
+  if (weights)
+    CNF_CALL(check_finite(what, "weights", n, 1, weights));
+  CNF_CALL(flow_run_forward(f, n));
+  const int D = f->D, C = f->C;
+  const cnf_real *z = act_slice(f, f->n_bij);
+  double total = 0;
+  /* loss = -sum_i w_i log p_i, log p_i = log N(z_i) + logdet_i, so the chain-rule seeds are
+   * dL/dz_i = w_i z_i and dL/dlogdet_i = -w_i */
+  for (int i = 0; i < n; i++) {
+    double w = weights ? weights[i] : 1.0 / n;
+    double lp = base_log_density(z + (size_t)i * D, D) + f->logdet[i];
+    if (!isfinite(lp))
+      return cnf_error_set(CNF_ERR_NUMERIC, "%s: log p of event %d is %g", what, i, lp);
+    if (logp)
+      logp[i] = (cnf_real)lp;
+    total -= w * lp;
+    f->dlogdet[i] = (cnf_real)(-w);
+    for (int j = 0; j < D; j++)
+      f->grad_a[(size_t)i * D + j] = (cnf_real)(w * z[(size_t)i * D + j]);
+  }
+  *loss = total;
+  cnf_real *dc_acc = (dc && C > 0) ? f->dc_acc : NULL;
+  if (dc_acc)
+    memset(dc_acc, 0, sizeof(cnf_real) * (size_t)n * C);
+  cnf_real *dz = f->grad_a, *dx = f->grad_b;
+  for (int k = f->n_bij - 1; k >= 0; k--) {
+    cnf_bijector *b = &f->bij[k];
+    int rc = b->ops->backward(b, n, act_slice(f, k), cond_or_null(f), act_slice(f, k + 1), dz,
+                              f->dlogdet, dx, dc_acc);
+    if (rc < 0)
+      return bijector_error(f, k, rc);
+    cnf_real *t = dz;
+    dz = dx;
+    dx = t;
+  }
+  /* chain through the condition transform: dL/dc_raw = dL/dc' * dc'/dc_raw */
+  if (dc_acc)
+    for (size_t e = 0; e < (size_t)n * C; e++)
+      dc[e] = dc_acc[e] * f->dcond[e];
+  return 0;
+}
+
+/* ---- reference architectures ---------------------------------------------------------------- */
+#define PRESET_MAX_BIJ 64
+
+typedef struct preset_builder {
+  int D, C, n;
+  cnf_bijector_spec specs[PRESET_MAX_BIJ];
+  int *perms; /* (PRESET_MAX_BIJ, D): storage for the permutation specs */
+  uint64_t seed;
+  int n_random; /* random permutations drawn so far (stream index) */
+} preset_builder;
+
+typedef enum preset_perm { PERM_REVERSE, PERM_HALF_SWAP, PERM_RANDOM } preset_perm;
+
+static cnf_bijector_spec *preset_push(preset_builder *pb, cnf_bijector_kind kind) {
+  CNF_ASSERT(pb->n < PRESET_MAX_BIJ);
+  cnf_bijector_spec *s = &pb->specs[pb->n++];
+  memset(s, 0, sizeof *s);
+  s->kind = kind;
+  return s;
+}
+
+static void preset_permute(preset_builder *pb, preset_perm how) {
+  int *p = pb->perms + (size_t)pb->n * pb->D;
+  const int D = pb->D;
+  if (how == PERM_REVERSE) {
+    for (int j = 0; j < D; j++)
+      p[j] = D - 1 - j;
+  } else if (how == PERM_HALF_SWAP) {
+    /* TFP Permute([D//2..D-1, 0..D//2-1]): the CNF study's permutation */
+    for (int j = 0; j < D; j++)
+      p[j] = (j + D / 2) % D;
+  } else {
+    /* stream (seed, index of this random permutation, sub 1): independent of the parameter
+     * init streams (sub 0) */
+    cnf_rng r;
+    cnf_rng_init(&r, pb->seed, (uint64_t)pb->n_random++, 1);
+    cnf_rng_permutation(&r, D, p);
+  }
+  preset_push(pb, CNF_BIJ_PERMUTE)->perm = p;
+}
+
+static void preset_maf(preset_builder *pb, cnf_bijector_kind kind, int hidden, int n_hidden,
+                       int bins, double bound, double min_const, cnf_affine_scale scale_kind) {
+  cnf_bijector_spec *s = preset_push(pb, kind);
+  s->hidden = hidden;
+  s->n_hidden = n_hidden;
+  s->bins = bins;
+  s->tail_bound = bound;
+  s->min_bin_width = s->min_bin_height = s->min_derivative = min_const;
+  s->scale_kind = scale_kind;
+  s->tails = CNF_TAILS_ELEMENT;
+}
+
+/* n_blocks MAF blocks with a permutation between consecutive blocks (the peer CondMAF order:
+ * block0, perm0, block1, ..., block_{n-1}). */
+static void preset_maf_chain(preset_builder *pb, int n_blocks, preset_perm perm,
+                             cnf_bijector_kind kind, int hidden, int n_hidden, int bins,
+                             double bound, double min_const, cnf_affine_scale scale_kind) {
+  for (int b = 0; b < n_blocks; b++) {
+    if (b > 0)
+      preset_permute(pb, perm);
+    preset_maf(pb, kind, hidden, n_hidden, bins, bound, min_const, scale_kind);
+  }
+}
+
+int cnf_flow_create_preset(const char *name, int D, int C, uint64_t seed, cnf_flow **out) {
+  *out = NULL;
+  static const struct {
+    const char *name;
+    int D, C;
+  } defaults[] = {{"cnf", 6, 5},      {"cnf_peer", 6, 5}, {"paraflow", 128, 3},
+                  {"flowi", 6, 1},    {"flowi_paper", 6, 1}, {"caloinn", 0, 1},
+                  {"toy", 2, 1}};
+  int which = -1;
+  for (int i = 0; i < (int)(sizeof defaults / sizeof defaults[0]); i++)
+    if (name && strcmp(name, defaults[i].name) == 0)
+      which = i;
+  if (which < 0)
+    return cnf_error_set(CNF_ERR_ARG,
+                         "unknown flow preset '%s' (known: cnf, cnf_peer, paraflow, flowi, "
+                         "flowi_paper, caloinn, toy)",
+                         name ? name : "(null)");
+  if (D < 0 || C < 0)
+    return cnf_error_set(CNF_ERR_ARG, "preset %s: negative D=%d or C=%d", name, D, C);
+  preset_builder pb = {.D = D > 0 ? D : defaults[which].D, .C = C > 0 ? C : defaults[which].C,
+                       .seed = seed};
+  if (pb.D < 1)
+    return cnf_error_set(CNF_ERR_ARG, "preset %s: the data dimension D must be given", name);
+  pb.perms = cnf_malloc(sizeof(int) * PRESET_MAX_BIJ * (size_t)pb.D);
+  if (!pb.perms)
+    return CNF_ERR_NOMEM;
+  const cnf_bijector_kind AFF = CNF_BIJ_MAF_AFFINE, RQS = CNF_BIJ_MAF_RQS;
+  const cnf_affine_scale EXP = CNF_AFFINE_SCALE_EXP, EXP_TANH = CNF_AFFINE_SCALE_EXP_TANH;
+  if (strcmp(name, "cnf") == 0) {
+    /* TFP Chain(reversed([MAF0, P, ..., MAF9, P, Tanh])) read in the density direction:
+     * atanh, then (half-swap P, MAF) ten times */
+    preset_push(&pb, CNF_BIJ_TANH);
+    for (int b = 0; b < 10; b++) {
+      preset_permute(&pb, PERM_HALF_SWAP);
+      preset_maf(&pb, AFF, 128, 2, 0, 0, 0, EXP_TANH);
+    }
+  } else if (strcmp(name, "cnf_peer") == 0) {
+    preset_push(&pb, CNF_BIJ_TANH);
+    preset_maf_chain(&pb, 10, PERM_REVERSE, AFF, 128, 2, 0, 0, 0, EXP);
+  } else if (strcmp(name, "paraflow") == 0) {
+    preset_maf_chain(&pb, 10, PERM_RANDOM, RQS, 196, 2, 10, 14.0, 1e-3, EXP);
+  } else if (strcmp(name, "flowi") == 0) {
+    preset_maf_chain(&pb, 6, PERM_REVERSE, RQS, 64, 2, 8, 14.0, 1e-3, EXP);
+  } else if (strcmp(name, "flowi_paper") == 0) {
+    /* Du et al.: nflows num_blocks=2 means 3 hidden layers; RandomPermutation; min 1e-6 */
+    preset_maf_chain(&pb, 6, PERM_RANDOM, RQS, 64, 3, 8, 14.0, 1e-6, EXP);
+  } else if (strcmp(name, "caloinn") == 0) {
+    /* [ActNorm, RQS coupling, random permutation] blocks; the last permutation is dropped
+     * (it would only relabel the standard-normal latents) */
+    const int n_blocks = 8;
+    for (int b = 0; b < n_blocks; b++) {
+      preset_push(&pb, CNF_BIJ_ACTNORM);
+      cnf_bijector_spec *s = preset_push(&pb, CNF_BIJ_COUPLING_RQS);
+      s->hidden = 64;
+      s->n_hidden = 2;
+      s->bins = 8;
+      s->tail_bound = 6.0;
+      s->min_bin_width = s->min_bin_height = s->min_derivative = 1e-3;
+      s->tails = CNF_TAILS_EVENT;
+      if (b < n_blocks - 1)
+        preset_permute(&pb, PERM_RANDOM);
+    }
+  } else { /* toy */
+    preset_maf_chain(&pb, 4, PERM_REVERSE, RQS, 32, 2, 8, 5.0, 1e-3, EXP);
+  }
+  int rc = cnf_flow_create(pb.D, pb.C, pb.n, pb.specs, out);
+  free(pb.perms);
+  return rc;
+}

@@ -1,0 +1,518 @@
+/* Conditional MADE with degree-sorted hidden units (see include/cnflow/nn.h).
+ *
+ * Every masked layer is prefix-masked: row r reads input columns [0, len[r]) with len
+ * non-decreasing in r.  At creation the rows are cut into a few blocks (a small dynamic
+ * programme over a GEMM cost model); each block is one GEMM over the columns its last row
+ * needs, so the all-zero upper-right part of the weight matrix is skipped while the GEMMs stay
+ * large enough to run near peak.  Entries inside a block but outside a row's prefix are masked
+ * zeros: they add nothing in the forward pass, and their gradients are cleared after the
+ * weight-gradient GEMM.
+ */
+#include "cnflow/nn.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if CNF_REAL_IS_DOUBLE
+#define MADE_GEMM cblas_dgemm
+#else
+#define MADE_GEMM cblas_sgemm
+#endif
+
+/* Cost model of one block GEMM, in multiply-adds per batch row: (rows + R) * (cols + K).  The
+ * pads stand for the lower efficiency of thin GEMMs and the per-call overhead. */
+#define MADE_BLOCK_ROW_PAD 16
+#define MADE_BLOCK_COL_PAD 16
+
+typedef struct made_block {
+  int r0, r1; /* rows [r0, r1) */
+  int k;      /* masked input columns used: [0, k) (the prefix of row r1 - 1) */
+} made_block;
+
+typedef struct made_layer {
+  int rows, ld;     /* W is (rows, ld); the masked columns come first */
+  size_t off_w, off_b;
+  int *len;         /* (rows) row r reads masked columns [0, len[r]) */
+  made_block *blk;
+  int nblk;
+} made_layer;
+
+struct cnf_made {
+  int D, C, H, L, P;
+  size_t n_params, off_wc;
+  int *deg;          /* (H) sorted hidden degrees */
+  int *peer;         /* (H) index of each sorted unit in the peer's unsorted order */
+  int *hs;           /* (D + 1) hidden units of degree g are [hs[g], hs[g+1]) */
+  made_layer *layer; /* (L + 1): hidden layers 0..L-1, then the output layer */
+  int nmax;
+  cnf_real *h;       /* (L, nmax, H) post-ReLU activations of the last forward */
+  cnf_real *dh;      /* (2, nmax, H) backward scratch */
+  int seq_nmax, seq_n;
+  cnf_real *seq_h;   /* (L, seq_nmax, H) activations of the sequential pass */
+  const cnf_real *seq_c;
+};
+
+/* ---- sizes ----------------------------------------------------------------------------------- */
+size_t cnf_made_count_params(int D, int C, int H, int L, int P) {
+  size_t d = (size_t)D, c = (size_t)C, h = (size_t)H, p = (size_t)P;
+  return h * (d + c) + h + (size_t)(L - 1) * (h * h + h) + d * p * h + d * p + d * p * c;
+}
+
+/* Number of hidden units with degree <= g (g >= 0) for the sorted peer sequence. */
+static int made_units_upto(int D, int H, int g) {
+  const int period = D > 1 ? D - 1 : 1, lo = D > 1 ? 1 : 0;
+  int cnt = 0;
+  for (int k = 0; k < H; k++)
+    cnt += (k % period + lo) <= g;
+  return cnt;
+}
+
+size_t cnf_made_count_params_effective(int D, int C, int H, int L, int P) {
+  size_t w0 = 0, wh = 0, wo = 0;
+  for (int g = 0; g < D; g++) {
+    size_t units = (size_t)(made_units_upto(D, H, g) - (g > 0 ? made_units_upto(D, H, g - 1) : 0));
+    size_t below = (size_t)made_units_upto(D, H, g); /* units of degree <= g */
+    w0 += units * (size_t)g;     /* a degree-g unit reads x_1..x_g */
+    wh += units * below;         /* and hidden units of degree <= g */
+    wo += (size_t)P * below;     /* output dimension g (degree g+1) reads degree <= g */
+  }
+  size_t h = (size_t)H, dp = (size_t)D * P;
+  return w0 + h * (size_t)C + h + (size_t)(L - 1) * (wh + h) + wo + dp + dp * (size_t)C;
+}
+
+size_t cnf_made_num_params(const cnf_made *m) { return m->n_params; }
+size_t cnf_made_offset_weight(const cnf_made *m, int layer) {
+  CNF_ASSERT(layer >= 0 && layer <= m->L);
+  return m->layer[layer].off_w;
+}
+size_t cnf_made_offset_bias(const cnf_made *m, int layer) {
+  CNF_ASSERT(layer >= 0 && layer <= m->L);
+  return m->layer[layer].off_b;
+}
+size_t cnf_made_offset_wc(const cnf_made *m) { return m->off_wc; }
+int cnf_made_hidden_degree(const cnf_made *m, int k) { return m->deg[k]; }
+int cnf_made_hidden_peer_index(const cnf_made *m, int k) { return m->peer[k]; }
+
+int cnf_made_connected(const cnf_made *m, int layer, int row, int col) {
+  CNF_ASSERT(layer >= 0 && layer <= m->L);
+  const made_layer *ly = &m->layer[layer];
+  CNF_ASSERT(row >= 0 && row < ly->rows && col >= 0 && col < ly->ld);
+  if (layer == 0 && col >= m->D)
+    return 1; /* condition column */
+  return col < ly->len[row];
+}
+
+/* ---- construction ---------------------------------------------------------------------------- */
+/* Cut the rows of a prefix-masked layer into GEMM blocks minimising the cost model.  Rows with
+ * equal len form groups; a block is a run of whole groups. */
+static int made_layer_blocks(made_layer *ly) {
+  const int R = ly->rows;
+  int *gstart = cnf_malloc(sizeof(int) * (size_t)(R + 1));
+  double *best = cnf_malloc(sizeof(double) * (size_t)(R + 1));
+  int *from = cnf_malloc(sizeof(int) * (size_t)(R + 1));
+  if (!gstart || !best || !from) {
+    free(gstart);
+    free(best);
+    free(from);
+    return CNF_ERR_NOMEM;
+  }
+  int G = 0;
+  for (int r = 0; r < R; r++)
+    if (r == 0 || ly->len[r] != ly->len[r - 1])
+      gstart[G++] = r;
+  gstart[G] = R;
+  best[0] = 0;
+  for (int i = 1; i <= G; i++) {
+    best[i] = HUGE_VAL;
+    const int k = ly->len[gstart[i] - 1];
+    for (int j = 0; j < i; j++) {
+      const int rows = gstart[i] - gstart[j];
+      const double cost =
+          k == 0 ? 0.0 : (double)(rows + MADE_BLOCK_ROW_PAD) * (double)(k + MADE_BLOCK_COL_PAD);
+      if (best[j] + cost < best[i]) {
+        best[i] = best[j] + cost;
+        from[i] = j;
+      }
+    }
+  }
+  int nblk = 0;
+  for (int i = G; i > 0; i = from[i])
+    nblk++;
+  ly->blk = cnf_malloc(sizeof(made_block) * (size_t)nblk);
+  if (!ly->blk) {
+    free(gstart);
+    free(best);
+    free(from);
+    return CNF_ERR_NOMEM;
+  }
+  ly->nblk = nblk;
+  for (int i = G, b = nblk - 1; i > 0; i = from[i], b--) {
+    ly->blk[b].r0 = gstart[from[i]];
+    ly->blk[b].r1 = gstart[i];
+    ly->blk[b].k = ly->len[gstart[i] - 1];
+  }
+  free(gstart);
+  free(best);
+  free(from);
+  return 0;
+}
+
+int cnf_made_create(int D, int C, int H, int L, int P, cnf_made **out) {
+  *out = NULL;
+  if (D < 1 || C < 0 || H < 1 || L < 1 || P < 1)
+    return cnf_error_set(CNF_ERR_ARG,
+                         "MADE: need D >= 1, C >= 0, H >= 1, L >= 1, P >= 1 (got D=%d C=%d "
+                         "H=%d L=%d P=%d)",
+                         D, C, H, L, P);
+  cnf_made *m = cnf_calloc(1, sizeof *m);
+  if (!m)
+    return CNF_ERR_NOMEM;
+  m->D = D;
+  m->C = C;
+  m->H = H;
+  m->L = L;
+  m->P = P;
+  m->deg = cnf_malloc(sizeof(int) * (size_t)H);
+  m->peer = cnf_malloc(sizeof(int) * (size_t)H);
+  m->hs = cnf_malloc(sizeof(int) * (size_t)(D + 1));
+  m->layer = cnf_calloc((size_t)L + 1, sizeof(made_layer));
+  int rc = CNF_ERR_NOMEM;
+  if (!m->deg || !m->peer || !m->hs || !m->layer)
+    goto fail;
+  /* stable counting sort of the peer degrees k mod period + lo */
+  const int period = D > 1 ? D - 1 : 1, lo = D > 1 ? 1 : 0;
+  for (int g = 0, k = 0; g < D; g++) {
+    m->hs[g] = k;
+    for (int j = 0; j < H; j++)
+      if (j % period + lo == g) {
+        m->deg[k] = g;
+        m->peer[k++] = j;
+      }
+  }
+  m->hs[D] = H;
+  size_t off = 0;
+  for (int l = 0; l <= L; l++) {
+    made_layer *ly = &m->layer[l];
+    ly->rows = l < L ? H : D * P;
+    ly->ld = l == 0 ? D + C : H;
+    ly->off_w = off;
+    off += (size_t)ly->rows * ly->ld;
+    ly->off_b = off;
+    off += (size_t)ly->rows;
+    ly->len = cnf_malloc(sizeof(int) * (size_t)ly->rows);
+    if (!ly->len)
+      goto fail;
+    for (int r = 0; r < ly->rows; r++) {
+      if (l == 0)
+        ly->len[r] = m->deg[r];                /* x_1..x_deg */
+      else if (l < L)
+        ly->len[r] = m->hs[m->deg[r] + 1]; /* degree <= deg (deg <= D-1) */
+      else
+        ly->len[r] = m->hs[r / P + 1];         /* dimension d reads degree <= d */
+    }
+    CNF_CALL_GOTO(rc, fail, made_layer_blocks(ly));
+  }
+  m->off_wc = off;
+  off += (size_t)D * P * C;
+  m->n_params = off;
+  CNF_ASSERT(m->n_params == cnf_made_count_params(D, C, H, L, P));
+  *out = m;
+  return 0;
+fail:
+  cnf_made_free(&m);
+  return rc;
+}
+
+void cnf_made_free(cnf_made **mp) {
+  cnf_made *m = *mp;
+  if (!m)
+    return;
+  if (m->layer)
+    for (int l = 0; l <= m->L; l++) {
+      free(m->layer[l].len);
+      free(m->layer[l].blk);
+    }
+  free(m->layer);
+  free(m->deg);
+  free(m->peer);
+  free(m->hs);
+  free(m->h);
+  free(m->dh);
+  free(m->seq_h);
+  free(m);
+  *mp = NULL;
+}
+
+/* ---- parameters ------------------------------------------------------------------------------ */
+void cnf_made_apply_mask(const cnf_made *m, cnf_real *params) {
+  for (int l = 0; l <= m->L; l++) {
+    const made_layer *ly = &m->layer[l];
+    const int masked_cols = l == 0 ? m->D : ly->ld;
+    for (int r = 0; r < ly->rows; r++) {
+      cnf_real *w = params + ly->off_w + (size_t)r * ly->ld;
+      for (int j = ly->len[r]; j < masked_cols; j++)
+        w[j] = 0;
+    }
+  }
+}
+
+static void made_fill_uniform(cnf_real *a, size_t count, double bound, cnf_rng *rng) {
+  for (size_t i = 0; i < count; i++)
+    a[i] = (cnf_real)(bound * (2.0 * cnf_rng_uniform(rng) - 1.0));
+}
+
+void cnf_made_init_params(const cnf_made *m, cnf_real *params, cnf_rng *rng, int zero_output) {
+  for (int l = 0; l <= m->L; l++) {
+    const made_layer *ly = &m->layer[l];
+    const size_t nw = (size_t)ly->rows * ly->ld;
+    if (l == m->L && zero_output) {
+      memset(params + ly->off_w, 0, sizeof(cnf_real) * (nw + (size_t)ly->rows));
+      continue;
+    }
+    const double bound = 1.0 / sqrt((double)ly->ld); /* fan_in: D + C for layer 0, else H */
+    made_fill_uniform(params + ly->off_w, nw, bound, rng);
+    made_fill_uniform(params + ly->off_b, (size_t)ly->rows, bound, rng);
+  }
+  const size_t nwc = (size_t)m->D * m->P * m->C;
+  if (zero_output)
+    memset(params + m->off_wc, 0, sizeof(cnf_real) * nwc);
+  else
+    made_fill_uniform(params + m->off_wc, nwc, 1.0 / sqrt((double)(m->H + m->C)), rng);
+  cnf_made_apply_mask(m, params);
+}
+
+/* ---- buffers --------------------------------------------------------------------------------- */
+int cnf_made_reserve(cnf_made *m, int nmax) {
+  if (nmax < 0)
+    return cnf_error_set(CNF_ERR_ARG, "MADE: negative batch size %d", nmax);
+  if (nmax <= m->nmax)
+    return 0;
+  free(m->h);
+  free(m->dh);
+  m->nmax = 0;
+  m->h = cnf_aligned_alloc(sizeof(cnf_real) * (size_t)m->L * nmax * m->H);
+  m->dh = cnf_aligned_alloc(sizeof(cnf_real) * 2 * (size_t)nmax * m->H);
+  if (!m->h || !m->dh) {
+    free(m->h);
+    free(m->dh);
+    m->h = m->dh = NULL;
+    return CNF_ERR_NOMEM;
+  }
+  m->nmax = nmax;
+  return 0;
+}
+
+/* ---- layer kernels --------------------------------------------------------------------------- */
+/* y (n, rows; ldy) += in (n, :; ldin) W^T over the prefix blocks (W = params + off_w). */
+static void made_layer_forward(const made_layer *ly, const cnf_real *W, int n,
+                               const cnf_real *in, int ldin, cnf_real *y, int ldy) {
+  for (int b = 0; b < ly->nblk; b++) {
+    const made_block *bk = &ly->blk[b];
+    if (bk->k == 0)
+      continue;
+    MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, n, bk->r1 - bk->r0, bk->k, 1, in, ldin,
+              W + (size_t)bk->r0 * ly->ld, ly->ld, 1, y + bk->r0, ldy);
+  }
+}
+
+/* din (n, :; ldin) += g (n, rows; ldg) W over the prefix blocks. */
+static void made_layer_backward_input(const made_layer *ly, const cnf_real *W, int n,
+                                      const cnf_real *g, int ldg, cnf_real *din, int ldin) {
+  for (int b = 0; b < ly->nblk; b++) {
+    const made_block *bk = &ly->blk[b];
+    if (bk->k == 0)
+      continue;
+    MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, bk->k, bk->r1 - bk->r0, 1,
+              g + bk->r0, ldg, W + (size_t)bk->r0 * ly->ld, ly->ld, 1, din, ldin);
+  }
+}
+
+/* dW += g^T in over the prefix blocks; then the masked entries inside blocks are re-zeroed. */
+static void made_layer_backward_weight(const made_layer *ly, int n, const cnf_real *g, int ldg,
+                                       const cnf_real *in, int ldin, cnf_real *dW) {
+  for (int b = 0; b < ly->nblk; b++) {
+    const made_block *bk = &ly->blk[b];
+    if (bk->k == 0)
+      continue;
+    MADE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, bk->r1 - bk->r0, bk->k, n, 1, g + bk->r0,
+              ldg, in, ldin, 1, dW + (size_t)bk->r0 * ly->ld, ly->ld);
+    for (int r = bk->r0; r < bk->r1; r++)
+      for (int j = ly->len[r]; j < bk->k; j++)
+        dW[(size_t)r * ly->ld + j] = 0;
+  }
+}
+
+/* y[i, 0:cols] = bias for every row i. */
+static void made_broadcast_bias(int n, int cols, const cnf_real *bias, cnf_real *y, int ldy) {
+  for (int i = 0; i < n; i++)
+    memcpy(y + (size_t)i * ldy, bias, sizeof(cnf_real) * (size_t)cols);
+}
+
+static void made_relu(int n, int cols, cnf_real *y, int ldy) {
+  for (int i = 0; i < n; i++) {
+    cnf_real *row = y + (size_t)i * ldy;
+    for (int j = 0; j < cols; j++)
+      row[j] = row[j] > 0 ? row[j] : 0;
+  }
+}
+
+/* g (n, H) *= relu'(pre) where h = relu(pre) is the cached activation. */
+static void made_relu_backward(size_t count, const cnf_real *h, cnf_real *g) {
+  for (size_t i = 0; i < count; i++)
+    g[i] = h[i] > 0 ? g[i] : 0;
+}
+
+/* db (cols) += column sums of g (n, cols). */
+static void made_bias_backward(int n, int cols, const cnf_real *g, cnf_real *db) {
+  for (int i = 0; i < n; i++) {
+    const cnf_real *row = g + (size_t)i * cols;
+    for (int j = 0; j < cols; j++)
+      db[j] += row[j];
+  }
+}
+
+/* ---- forward / backward ---------------------------------------------------------------------- */
+int cnf_made_forward(cnf_made *m, const cnf_real *params, int n, const cnf_real *x,
+                     const cnf_real *c, cnf_real *out) {
+  CNF_CALL(cnf_made_reserve(m, n));
+  const int D = m->D, C = m->C, H = m->H, L = m->L, DP = m->D * m->P;
+  for (int l = 0; l < L; l++) {
+    const made_layer *ly = &m->layer[l];
+    const cnf_real *W = params + ly->off_w;
+    cnf_real *h = m->h + (size_t)l * m->nmax * H;
+    made_broadcast_bias(n, H, params + ly->off_b, h, H);
+    if (l == 0) {
+      if (C > 0)
+        MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, n, H, C, 1, c, C, W + D, ly->ld, 1, h,
+                  H);
+      made_layer_forward(ly, W, n, x, D, h, H);
+    } else {
+      made_layer_forward(ly, W, n, h - (size_t)m->nmax * H, H, h, H);
+    }
+    made_relu(n, H, h, H);
+  }
+  const made_layer *lo = &m->layer[L];
+  made_broadcast_bias(n, DP, params + lo->off_b, out, DP);
+  if (C > 0)
+    MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, n, DP, C, 1, c, C, params + m->off_wc, C,
+              1, out, DP);
+  made_layer_forward(lo, params + lo->off_w, n, m->h + (size_t)(L - 1) * m->nmax * H, H, out,
+                     DP);
+  return 0;
+}
+
+int cnf_made_backward(cnf_made *m, const cnf_real *params, int n, const cnf_real *x,
+                      const cnf_real *c, const cnf_real *dout, cnf_real *grads, cnf_real *dx,
+                      cnf_real *dc) {
+  if (n > m->nmax)
+    return cnf_error_set(CNF_ERR_STATE, "MADE backward: batch %d larger than the last forward "
+                                        "could cache (%d)", n, m->nmax);
+  const int D = m->D, C = m->C, H = m->H, L = m->L, DP = m->D * m->P;
+  const size_t stride = (size_t)m->nmax * H, cnt = (size_t)n * H;
+  /* output layer: out = h_{L-1} Wout^T + bout + c Wc^T */
+  const made_layer *lo = &m->layer[L];
+  const cnf_real *hl = m->h + (size_t)(L - 1) * stride;
+  made_layer_backward_weight(lo, n, dout, DP, hl, H, grads + lo->off_w);
+  made_bias_backward(n, DP, dout, grads + lo->off_b);
+  if (C > 0) {
+    MADE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, DP, C, n, 1, dout, DP, c, C, 1,
+              grads + m->off_wc, C);
+    if (dc)
+      MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, DP, 1, dout, DP,
+                params + m->off_wc, C, 1, dc, C);
+  }
+  cnf_real *g = m->dh, *g_next = m->dh + stride;
+  memset(g, 0, sizeof(cnf_real) * cnt);
+  made_layer_backward_input(lo, params + lo->off_w, n, dout, DP, g, H);
+  made_relu_backward(cnt, hl, g);
+  /* hidden layers L-1 .. 1: h_l = relu(h_{l-1} W_l^T + b_l) */
+  for (int l = L - 1; l >= 1; l--) {
+    const made_layer *ly = &m->layer[l];
+    const cnf_real *hin = m->h + (size_t)(l - 1) * stride;
+    made_layer_backward_weight(ly, n, g, H, hin, H, grads + ly->off_w);
+    made_bias_backward(n, H, g, grads + ly->off_b);
+    memset(g_next, 0, sizeof(cnf_real) * cnt);
+    made_layer_backward_input(ly, params + ly->off_w, n, g, H, g_next, H);
+    made_relu_backward(cnt, hin, g_next);
+    cnf_real *t = g;
+    g = g_next;
+    g_next = t;
+  }
+  /* layer 0: h_0 = relu([x, c] W0^T + b0) */
+  const made_layer *l0 = &m->layer[0];
+  made_layer_backward_weight(l0, n, g, H, x, D, grads + l0->off_w);
+  made_bias_backward(n, H, g, grads + l0->off_b);
+  if (C > 0) {
+    MADE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, H, C, n, 1, g, H, c, C, 1,
+              grads + l0->off_w + D, l0->ld);
+    if (dc)
+      MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, H, 1, g, H,
+                params + l0->off_w + D, l0->ld, 1, dc, C);
+  }
+  if (dx) {
+    memset(dx, 0, sizeof(cnf_real) * (size_t)n * D);
+    made_layer_backward_input(l0, params + l0->off_w, n, g, H, dx, D);
+  }
+  return 0;
+}
+
+/* ---- sequential evaluation (sampling) -------------------------------------------------------- */
+int cnf_made_seq_begin(cnf_made *m, const cnf_real *params, int n, const cnf_real *c) {
+  if (n < 0)
+    return cnf_error_set(CNF_ERR_ARG, "MADE: negative batch size %d", n);
+  if (n > m->seq_nmax) {
+    free(m->seq_h);
+    m->seq_nmax = 0;
+    m->seq_h = cnf_aligned_alloc(sizeof(cnf_real) * (size_t)m->L * n * m->H);
+    if (!m->seq_h)
+      return CNF_ERR_NOMEM;
+    m->seq_nmax = n;
+  }
+  const int D = m->D, C = m->C, H = m->H;
+  const made_layer *l0 = &m->layer[0];
+  m->seq_n = n;
+  m->seq_c = c;
+  /* the condition part of every layer-0 unit is known now; step d adds the x part */
+  made_broadcast_bias(n, H, params + l0->off_b, m->seq_h, H);
+  if (C > 0)
+    MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, n, H, C, 1, c, C, params + l0->off_w + D,
+              l0->ld, 1, m->seq_h, H);
+  return 0;
+}
+
+void cnf_made_seq_step(cnf_made *m, const cnf_real *params, int d, const cnf_real *x,
+                       cnf_real *out_d) {
+  CNF_ASSERT(d >= 0 && d < m->D);
+  const int D = m->D, C = m->C, H = m->H, L = m->L, P = m->P, n = m->seq_n;
+  const size_t stride = (size_t)m->seq_nmax * H;
+  /* hidden units of degree d read x_0..x_{d-1} (layer 0) and units of degree <= d below */
+  const int u0 = m->hs[d], u1 = m->hs[d + 1], nu = u1 - u0, k = u1;
+  if (nu > 0) {
+    const made_layer *l0 = &m->layer[0];
+    cnf_real *h0 = m->seq_h;
+    if (d > 0)
+      MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, n, nu, d, 1, x, D,
+                params + l0->off_w + (size_t)u0 * l0->ld, l0->ld, 1, h0 + u0, H);
+    made_relu(n, nu, h0 + u0, H);
+    for (int l = 1; l < L; l++) {
+      const made_layer *ly = &m->layer[l];
+      cnf_real *h = m->seq_h + (size_t)l * stride;
+      made_broadcast_bias(n, nu, params + ly->off_b + u0, h + u0, H);
+      MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, n, nu, k, 1, h - stride, H,
+                params + ly->off_w + (size_t)u0 * H, H, 1, h + u0, H);
+      made_relu(n, nu, h + u0, H);
+    }
+  }
+  /* the P outputs of dimension d */
+  const made_layer *lo = &m->layer[L];
+  made_broadcast_bias(n, P, params + lo->off_b + (size_t)d * P, out_d, P);
+  if (C > 0)
+    MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, n, P, C, 1, m->seq_c, C,
+              params + m->off_wc + (size_t)d * P * C, C, 1, out_d, P);
+  if (k > 0)
+    MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, n, P, k, 1,
+              m->seq_h + (size_t)(L - 1) * stride, H, params + lo->off_w + (size_t)d * P * H, H,
+              1, out_d, P);
+}
