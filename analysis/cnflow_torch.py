@@ -8,6 +8,7 @@ Usage as a library (physicists: this is how to get a trained cnflow flow into Py
     model = cnflow_torch.load("model.h5")            # float64 by default
     logp = model.log_prob(x, c)                      # x (n, D), c (n, C) raw conditions
     x_new, logp_new = model.sample(c, generator=torch.Generator().manual_seed(1))
+    x_z, logdet = model.inverse(z, c)                # sampling direction from given latents
     flat = model.params_to_cnflow()                  # parameters back in cnflow's order
     grads = model.grads_to_cnflow()                  # .grad of every tensor, cnflow's order
 
@@ -293,10 +294,28 @@ class CnflowTorchModel(torch.nn.Module):
         return self.maf.log_prob(x[:, self.lead_perm], self.transform_condition(c))
 
     @torch.no_grad()
+    def inverse(self, z, c):
+        """Sampling direction from given latents z: x and log|det dx/dz| (cnf_flow_inverse).
+        The final tanh is applied here with the stable log-derivative
+        log(1 - tanh(y)^2) = 2 (log 2 - y - softplus(-2y)): the peer's log1p(-x*x) is -inf
+        once tanh(y) rounds to 1 (|y| > ~19 in float64)."""
+        final_tanh = self.maf.final_tanh
+        self.maf.final_tanh = False
+        try:
+            y, logdet = self.maf.inverse(z, self.transform_condition(c), mode="naive")
+        finally:
+            self.maf.final_tanh = final_tanh
+        if final_tanh:
+            logdet = logdet + (2.0 * (math.log(2.0) - y - F.softplus(-2.0 * y))).sum(-1)
+            y = torch.tanh(y)
+        return y[:, self.lead_inv], logdet
+
+    @torch.no_grad()
     def sample(self, c, generator=None):
         """x ~ p(x | c) and log p(x | c) (peer's naive inversion, torch's own random numbers)."""
-        x, logp = self.maf.sample(self.transform_condition(c), mode="naive", generator=generator)
-        return x[:, self.lead_inv], logp
+        z = torch.randn(c.shape[0], self.maf.D, dtype=c.dtype, device=c.device, generator=generator)
+        x, logdet = self.inverse(z, c)
+        return x, -0.5 * (z * z).sum(-1) - 0.5 * self.maf.D * tf.LOG_2PI - logdet
 
 
 def load(path, dtype=torch.float64):

@@ -7,7 +7,8 @@ usage: golden_compare.py DIR      (DIR holds model_<M>.h5 and golden_<M>.h5 for 
 For each model: rebuild it on the peer's CondMAF with analysis/cnflow_torch.py, check that the
 architecture is the peer's configuration (A, B, C), evaluate log p(x | c) and the mean NLL,
 backpropagate with autograd, map the parameter gradients back to cnflow's flat layout and
-compare element by element.  Tolerances depend on cnflow's real type (golden attribute
+compare element by element; also the sampling direction (x and log|det dx/dz| from fixed
+latents z) against the peer's inversion.  Tolerances depend on cnflow's real type (golden attribute
 real_type): float64 checks the mathematics tightly, float32 the production precision.
 Exit status 0 only if every comparison passes.
 """
@@ -25,8 +26,8 @@ tf = cnflow_torch.tf
 
 # rtol, atol_frac: |ours - ref| <= rtol * |ref| + atol_frac * max|ref| element by element
 TOL = {
-    "float64": dict(logp=(1e-9, 1e-10), grad=(1e-6, 1e-8)),
-    "float32": dict(logp=(1e-4, 1e-5), grad=(2e-2, 2e-3)),
+    "float64": dict(logp=(1e-9, 1e-10), grad=(1e-6, 1e-8), inverse=(1e-8, 1e-10)),
+    "float32": dict(logp=(1e-4, 1e-5), grad=(2e-2, 2e-3), inverse=(1e-3, 1e-4)),
 }
 PEER_KEY = {"A": "A", "B": "B", "C": "C"}  # T ("cnf", TFP-style) has no peer configuration
 
@@ -58,12 +59,15 @@ def compare(name, ours, ref, rtol, atol_frac):
     diff = np.abs(ours - ref)
     allowed = rtol * np.abs(ref) + atol_frac * scale
     worst = int(np.argmax(diff - allowed)) if diff.size else 0
-    ok = bool(np.all(diff <= allowed)) and np.all(np.isfinite(ours))
-    rel = diff / np.maximum(np.abs(ref), 1e-300)
+    ok = bool(np.all(diff <= allowed)) and np.all(np.isfinite(ours)) and np.all(np.isfinite(ref))
+    big = np.abs(ref) > 1e-6 * scale  # relative errors of values that are not ~0
+    rel = diff[big] / np.abs(ref[big])
     line = (f"{name:12s} n={ours.size:9d} max|abs err|={diff.max(initial=0):.3e} "
             f"max|rel err|={rel.max(initial=0):.3e} (max|ref|={scale:.3e}) "
             f"err/max|ref|={diff.max(initial=0) / scale:.3e}")
-    if not ok:
+    if not (np.all(np.isfinite(ours)) and np.all(np.isfinite(ref))):
+        line += f"  FAIL: non-finite values (cnflow {np.sum(~np.isfinite(ours))}, peer {np.sum(~np.isfinite(ref))})"
+    elif not ok:
         n_bad = int(np.sum(diff > allowed))
         line += (f"  FAIL: {n_bad} values outside rtol={rtol:g}, atol={atol_frac:g}*max|ref|; worst "
                  f"index {worst}: cnflow {ours[worst]:.9g} vs peer {ref[worst]:.9g}")
@@ -76,6 +80,7 @@ def run_model(d, key):
         x, c = g["x"][...], g["c"][...]
         logp_c, logp_train = g["logp"][...], g["logp_train"][...]
         grad_p, grad_c = g["grad_params"][...], g["grad_c"][...]
+        z, x_inv, logdet_inv = g["z"][...], g["x_inv"][...], g["logdet_inv"][...]
         loss_c = float(g.attrs["loss"])
         real = g.attrs["real_type"]
         real = real.decode() if isinstance(real, bytes) else str(real)
@@ -96,11 +101,15 @@ def run_model(d, key):
     loss = -logp.mean()
     loss.backward()
     grad_ref = model.grads_to_cnflow()
+    x_ref, ld_ref = model.inverse(torch.as_tensor(z, dtype=torch.float64),
+                                  torch.as_tensor(c, dtype=torch.float64))
     checks = [("logp", logp_c, logp.detach().numpy(), tol["logp"]),
               ("logp_train", logp_train, logp.detach().numpy(), tol["logp"]),
               ("loss", [loss_c], [loss.item()], tol["logp"]),
               ("grad_params", grad_p, grad_ref, tol["grad"]),
-              ("grad_c", grad_c, ct.grad.numpy(), tol["grad"])]
+              ("grad_c", grad_c, ct.grad.numpy(), tol["grad"]),
+              ("x_inv", x_inv, x_ref.numpy(), tol["inverse"]),
+              ("logdet_inv", logdet_inv, ld_ref.numpy(), tol["inverse"])]
     for name, ours, ref, (rt, at) in checks:
         good, line = compare(name, ours, ref, rt, at)
         ok &= good

@@ -9,7 +9,8 @@
  * writes OUTDIR/model_<M>.h5 and OUTDIR/golden_<M>.h5:
  *   x (n, D), c (n, C) raw conditions, logp (n) from cnf_flow_log_prob, logp_train (n) from
  *   cnf_flow_nll_backward, grad_params (n_params) = d mean NLL / d params, grad_c (n, C) =
- *   d mean NLL / d c_raw (all float64); attrs model, preset, real_type, loss. */
+ *   d mean NLL / d c_raw, z (n, D) fixed latents, x_inv (n, D) and logdet_inv (n) =
+ *   log|det dx/dz| from cnf_flow_inverse (all float64); attrs model, preset, real_type, loss. */
 #include "cnflow/flow.h"
 
 #include <hdf5.h>
@@ -27,7 +28,7 @@ typedef struct golden_case {
 } golden_case;
 
 static const golden_case cases[] = {
-    {'A', "cnf_peer", 64, 0.5}, {'B', "paraflow", 16, 1.0}, {'C', "flowi", 64, 1.0},
+    {'A', "cnf_peer", 64, 0.3}, {'B', "paraflow", 16, 1.0}, {'C', "flowi", 64, 1.0},
     {'T', "cnf", 64, 1.0}};
 
 /* Data with the peer's make_data ranges; C's raw condition is an energy in [1, 100] that the
@@ -144,9 +145,19 @@ static int golden_run(const golden_case *gc, const char *dir) {
   cnf_real *x = malloc(sizeof(cnf_real) * (size_t)n * D), *c = malloc(sizeof(cnf_real) * n * C);
   cnf_real *logp = malloc(sizeof(cnf_real) * n), *logp2 = malloc(sizeof(cnf_real) * n);
   cnf_real *dc = malloc(sizeof(cnf_real) * n * C);
-  if (!x || !c || !logp || !logp2 || !dc)
+  cnf_real *z = malloc(sizeof(cnf_real) * (size_t)n * D), *xs = malloc(sizeof(cnf_real) * (size_t)n * D);
+  cnf_real *ldi = malloc(sizeof(cnf_real) * n);
+  if (!x || !c || !logp || !logp2 || !dc || !z || !xs || !ldi)
     return CNF_ERR_NOMEM;
   golden_data(gc->key, n, D, C, x, c);
+  /* sampling direction from fixed latents (half the events at 2 sigma: steep regions too) */
+  for (int i = 0; i < n; i++) {
+    cnf_rng r;
+    cnf_rng_init(&r, 4242, (uint64_t)i, 0);
+    for (int j = 0; j < D; j++)
+      z[(size_t)i * D + j] = (cnf_real)(cnf_rng_normal(&r) * (i % 2 ? 2.0 : 1.0));
+  }
+  CNF_CALL(cnf_flow_inverse(f, n, z, c, xs, ldi));
   CNF_CALL(cnf_flow_log_prob(f, n, x, c, logp));
   double loss;
   cnf_flow_zero_grads(f);
@@ -160,7 +171,9 @@ static int golden_run(const golden_case *gc, const char *dir) {
   int bad = h5_write(file, "x", n, D, x) || h5_write(file, "c", n, C, c) ||
             h5_write(file, "logp", n, 0, logp) || h5_write(file, "logp_train", n, 0, logp2) ||
             h5_write(file, "grad_params", np, 0, cnf_flow_grads(f)) ||
-            h5_write(file, "grad_c", n, C, dc) || h5_attr_str(file, "model", model) ||
+            h5_write(file, "grad_c", n, C, dc) || h5_write(file, "z", n, D, z) ||
+            h5_write(file, "x_inv", n, D, xs) || h5_write(file, "logdet_inv", n, 0, ldi) ||
+            h5_attr_str(file, "model", model) ||
             h5_attr_str(file, "preset", gc->preset) ||
             h5_attr_str(file, "real_type", CNF_REAL_IS_DOUBLE ? "float64" : "float32") ||
             h5_attr_f64(file, "loss", loss);
@@ -170,6 +183,9 @@ static int golden_run(const golden_case *gc, const char *dir) {
   free(logp);
   free(logp2);
   free(dc);
+  free(z);
+  free(xs);
+  free(ldi);
   cnf_flow_free(&f);
   if (bad)
     return cnf_error_set(CNF_ERR_IO, "cannot write %s", path);

@@ -64,10 +64,14 @@ static int group_setup(void **state) {
   cfg.batch_rows = 100;
   cfg.progress_interval_s = 0;
   memcpy(cfg.split_fractions, g_fractions, sizeof g_fractions);
-  int rc = cnf_data_generate(&cnf_gen_testgen, &o, &cfg, MPI_COMM_WORLD, NULL);
+  cnf_data_gen_report rep;
+  int rc = cnf_data_generate(&cnf_gen_testgen, &o, &cfg, MPI_COMM_WORLD, &rep);
   if (rc < 0)
     fprintf(stderr, "rank %d: generate failed: %s\n", g_rank, cnf_error_message());
-  return rc < 0 ? -1 : 0;
+  else if (rep.independent_writes != 0 || rep.n_events != N_ROWS)
+    fprintf(stderr, "rank %d: %llu independent writes, %llu rows\n", g_rank,
+            (unsigned long long)rep.independent_writes, (unsigned long long)rep.n_events);
+  return rc < 0 || rep.independent_writes != 0 || rep.n_events != N_ROWS ? -1 : 0;
 }
 
 static int group_teardown(void **state) {
@@ -302,18 +306,18 @@ static void test_generate_failure_on_one_rank(void **state) {
 
 /* ---- CaloChallenge layout --------------------------------------------------------------------- */
 
-#define CALO_N 101
-#define CALO_VOX 7
+#define CALO_N 701 /* enough rows for reads larger than the reader's 8 MiB staging block */
+#define CALO_VOX 6480 /* CaloChallenge dataset 2 width: wider than CNF_MAX_COLS */
 
 static void write_calo_file(const char *path) {
   hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   hsize_t d1 = CALO_N, d2[2] = {CALO_N, CALO_VOX}, d3[3] = {2, 2, 2};
   double e[CALO_N];
-  float s[CALO_N][CALO_VOX], cube[8] = {0};
+  float *s = malloc(sizeof(float) * CALO_N * CALO_VOX), cube[8] = {0};
   for (int i = 0; i < CALO_N; i++) {
     e[i] = 1000.0 + i;
     for (int j = 0; j < CALO_VOX; j++)
-      s[i][j] = (float)(10 * i + j);
+      s[i * CALO_VOX + j] = (float)(10 * i + j);
   }
   hid_t sp1 = H5Screate_simple(1, &d1, NULL), sp2 = H5Screate_simple(2, d2, NULL),
         sp3 = H5Screate_simple(3, d3, NULL);
@@ -331,6 +335,7 @@ static void write_calo_file(const char *path) {
   H5Sclose(sp2);
   H5Sclose(sp1);
   H5Fclose(f);
+  free(s);
 }
 
 static void test_calochallenge_layout(void **state) {
@@ -348,20 +353,33 @@ static void test_calochallenge_layout(void **state) {
   assert_int_equal(cnf_data_dset_open(f, "showers", CALO_VOX, &s), 0);
   expect_shared_error(cnf_data_dset_open(f, "cube", 0, &bad), CNF_ERR_FORMAT, "3 dimensions");
   assert_string_equal(cnf_data_dset_column(s, 6), "c6");
+  assert_int_equal(cnf_data_dset_find_column(s, "c6479"), CALO_VOX - 1);
   uint64_t first, count;
   expect_shared_error(cnf_data_shard(s, "train", &first, &count), CNF_ERR_FORMAT, "no split record");
   assert_int_equal(cnf_data_shard(s, NULL, &first, &count), 0);
-  assert_int_equal(count, g_rank == 0 ? 51 : 50);
-  double ev[CALO_N];
+  assert_int_equal(count, g_rank == 0 ? 351 : 350);
+  double ev[CALO_N], *full = malloc(sizeof(double) * CALO_N * CALO_VOX);
   float sv[CALO_N * 2];
-  const int cols[2] = {6, 0};
+  const int cols[2] = {CALO_VOX - 1, 0};
   assert_int_equal(cnf_data_read_split(e, NULL, 0, NULL, CNF_DTYPE_F64, ev), 0);
   assert_int_equal(cnf_data_read_split(s, "all", 2, cols, CNF_DTYPE_F32, sv), 0);
+  assert_int_equal(cnf_data_read_split(s, NULL, 0, NULL, CNF_DTYPE_F64, full), 0);
   for (uint64_t i = 0; i < count; i++) {
     assert_true(ev[i] == 1000.0 + (double)(first + i));
-    assert_true(sv[2 * i] == (float)(10 * (first + i) + 6));
+    assert_true(sv[2 * i] == (float)(10 * (first + i) + CALO_VOX - 1));
     assert_true(sv[2 * i + 1] == (float)(10 * (first + i)));
+    for (int j = 0; j < CALO_VOX; j++)
+      if (full[i * CALO_VOX + j] != (double)(10 * (first + i) + j))
+        fail_msg("showers[%llu][%d] = %g", (unsigned long long)(first + i), j,
+                 full[i * CALO_VOX + j]);
   }
+  /* uneven ranges: rank 0 needs two staging blocks, rank 1 one (matching collectives) */
+  uint64_t r0 = g_rank == 0 ? 0 : 500, rn = g_rank == 0 ? 500 : 20;
+  assert_int_equal(cnf_data_read(s, r0, rn, 0, NULL, CNF_DTYPE_F64, full), 0);
+  for (uint64_t i = 0; i < rn; i++)
+    for (int j = 0; j < CALO_VOX; j += 97)
+      assert_true(full[i * CALO_VOX + j] == (double)(10 * (r0 + i) + j));
+  free(full);
   cnf_data_dset_close(s);
   cnf_data_dset_close(e);
   cnf_data_close(f);

@@ -322,6 +322,39 @@ static void test_sequential_matches_forward(void **state) {
   }
 }
 
+/* A large batch (several internal row tiles) gives the same outputs and gradients as the same
+ * rows passed in small chunks, with parameter and condition gradients summed over the chunks. */
+static void test_large_batch_matches_chunks(void **state) {
+  enum { N = 700, CHUNK = 70 };
+  const made_case *mc = &CASES[0];
+  const int D = mc->D, C = mc->C, DP = mc->D * mc->P;
+  cnf_rng r;
+  cnf_rng_init(&r, 33, 0, 0);
+  double *params;
+  cnf_made *m = make_made(mc, &r, 1.5, &params);
+  const size_t np = cnf_made_num_params(m);
+  double *x = alloc_random(&r, (size_t)N * D, 1.0), *c = alloc_random(&r, (size_t)N * C, 1.0);
+  double *A = alloc_random(&r, (size_t)N * DP, 1.0);
+  double *out = malloc(sizeof(double) * N * DP), *out_c = malloc(sizeof(double) * N * DP);
+  double *g = calloc(np, sizeof(double)), *g_c = calloc(np, sizeof(double));
+  double *dx = malloc(sizeof(double) * N * D), *dx_c = malloc(sizeof(double) * N * D);
+  double *dc = calloc((size_t)N * C, sizeof(double)), *dc_c = calloc((size_t)N * C, sizeof(double));
+  assert_int_equal(cnf_made_forward(m, params, N, x, c, out), 0);
+  assert_int_equal(cnf_made_backward(m, params, N, x, c, A, g, dx, dc), 0);
+  for (int i0 = 0; i0 < N; i0 += CHUNK) {
+    assert_int_equal(cnf_made_forward(m, params, CHUNK, x + i0 * D, c + i0 * C, out_c + i0 * DP), 0);
+    assert_int_equal(cnf_made_backward(m, params, CHUNK, x + i0 * D, c + i0 * C, A + i0 * DP, g_c,
+                                       dx_c + i0 * D, dc_c + i0 * C), 0);
+  }
+  check_array("out", (size_t)N * DP, out, out_c, 1e-12, 1e-12);
+  check_array("dx", (size_t)N * D, dx, dx_c, 1e-12, 1e-12);
+  check_array("dc", (size_t)N * C, dc, dc_c, 1e-12, 1e-12);
+  check_array("grads", np, g, g_c, 1e-10, 1e-10);
+  free(x), free(c), free(A), free(out), free(out_c), free(g), free(g_c), free(dx), free(dx_c);
+  free(dc), free(dc_c), free(params);
+  cnf_made_free(&m);
+}
+
 static void test_bad_arguments(void **state) {
   cnf_made *m = NULL;
   assert_true(cnf_made_create(0, 1, 8, 2, 2, &m) == CNF_ERR_ARG && m == NULL);
@@ -336,6 +369,7 @@ int main(void) {
       cmocka_unit_test(test_connectivity_numeric),
       cmocka_unit_test(test_gradients_fd),
       cmocka_unit_test(test_sequential_matches_forward),
+      cmocka_unit_test(test_large_batch_matches_chunks),
       cmocka_unit_test(test_bad_arguments),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

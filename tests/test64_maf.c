@@ -403,6 +403,21 @@ static void test_mask_reapplied_and_accumulation(void **state) {
   maf_drop(&b);
 }
 
+/* An empty batch is valid in every direction. */
+static void test_empty_batch(void **state) {
+  for (int t = 0; t < N_CASES; t++) {
+    cnf_bijector b;
+    maf_make(&b, &CASES[t], 1300 + t, 0, 1.0);
+    double x[1] = {0}, z[1] = {0}, ld[1] = {0}, c[1] = {0}, dx[1] = {0}, dc[1] = {0};
+    assert_int_equal(b.ops->forward(&b, 0, x, c, z, ld), 0);
+    assert_int_equal(b.ops->backward(&b, 0, x, c, z, z, ld, dx, dc), 0);
+    assert_int_equal(b.ops->inverse(&b, 0, z, c, x, ld), 0);
+    for (size_t i = 0; i < b.n_params; i++)
+      assert_true(b.grads[i] == 0.0);
+    maf_drop(&b);
+  }
+}
+
 static void test_bad_specs(void **state) {
   cnf_bijector b;
   memset(&b, 0, sizeof b);
@@ -433,6 +448,7 @@ int main(void) {
       cmocka_unit_test(test_identity_init),
       cmocka_unit_test(test_fast_inverse_matches_naive),
       cmocka_unit_test(test_mask_reapplied_and_accumulation),
+      cmocka_unit_test(test_empty_batch),
       cmocka_unit_test(test_bad_specs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

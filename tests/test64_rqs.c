@@ -224,6 +224,62 @@ static void check_gradients(double scale, double xspan, unsigned seed, double to
 static void test_gradients_fd(void **state) { check_gradients(2.0, 1.2, 15, 1e-6); }
 static void test_gradients_fd_mild(void **state) { check_gradients(0.3, 1.2, 16, 1e-6); }
 
+/* Other configurations: the smallest and largest K, and CaloFlow's constants (1e-6, B = 14).
+ * Gradients against central differences (a y + b logdet), round trip, identity tails. */
+static void check_conf(const cnf_rqs_conf *conf, unsigned seed) {
+  enum { M = 37 }; /* two full tiles and a partial one */
+  const int Pc = 3 * conf->K - 1;
+  cnf_rng r;
+  cnf_rng_init(&r, seed, 0, 0);
+  double *theta = malloc(M * Pc * sizeof *theta), *gth = malloc(M * Pc * sizeof *gth);
+  double x[M], a[M], b[M], gx[M], y[M], ld[M], xr[M], ldi[M];
+  for (int i = 0; i < M * Pc; i++)
+    theta[i] = 1.5 * cnf_rng_normal(&r);
+  for (int i = 0; i < M; i++) {
+    x[i] = 1.2 * conf->B * (2 * cnf_rng_uniform(&r) - 1);
+    a[i] = cnf_rng_normal(&r), b[i] = cnf_rng_normal(&r);
+  }
+  cnf_rqs_forward(conf, M, x, theta, y, ld);
+  cnf_rqs_inverse(conf, M, y, theta, xr, ldi);
+  cnf_rqs_backward(conf, M, x, theta, a, b, gx, gth);
+  for (int i = 0; i < M; i++) {
+    double *th = theta + (size_t)i * Pc;
+    assert_close(xr[i], x[i], 0, 1e-13 * conf->B * (1 + exp(-ld[i])));
+    if (fabs(x[i]) > conf->B) {
+      assert_true(y[i] == x[i] && ld[i] == 0.0 && gx[i] == a[i]);
+      for (int q = 0; q < Pc; q++)
+        assert_true(gth[(size_t)i * Pc + q] == 0.0);
+      continue;
+    }
+    const double h = 1e-6 * conf->B;
+    double yp, ym, lp, lm;
+    cnf_rqs_forward(conf, 1, &(double){x[i] + h}, th, &yp, &lp);
+    cnf_rqs_forward(conf, 1, &(double){x[i] - h}, th, &ym, &lm);
+    const double tol = 1e-6 * (1 + fabs(gx[i]));
+    assert_close(gx[i], (a[i] * (yp - ym) + b[i] * (lp - lm)) / (2 * h), 0, tol);
+    for (int q = 0; q < Pc; q++) {
+      const double ht = 1e-6, save = th[q];
+      th[q] = save + ht;
+      cnf_rqs_forward(conf, 1, &x[i], th, &yp, &lp);
+      th[q] = save - ht;
+      cnf_rqs_forward(conf, 1, &x[i], th, &ym, &lm);
+      th[q] = save;
+      const double fd = (a[i] * (yp - ym) + b[i] * (lp - lm)) / (2 * ht);
+      assert_close(gth[(size_t)i * Pc + q], fd, 1e-5, 1e-6);
+    }
+  }
+  free(theta), free(gth);
+}
+
+static void test_other_configs(void **state) {
+  const cnf_rqs_conf k2 = {.K = 2, .B = 3.0, .min_w = 1e-3, .min_h = 1e-3, .min_d = 1e-3};
+  const cnf_rqs_conf k64 = {.K = 64, .B = 5.0, .min_w = 1e-3, .min_h = 1e-3, .min_d = 1e-3};
+  const cnf_rqs_conf calo = {.K = 8, .B = 14.0, .min_w = 1e-6, .min_h = 1e-6, .min_d = 1e-6};
+  check_conf(&k2, 18);
+  check_conf(&k64, 19);
+  check_conf(&calo, 20);
+}
+
 /* |u| up to 50: outputs and gradients finite everywhere, round trip still holds. */
 static void test_extreme_params_finite(void **state) {
   enum { N = 4000 };
@@ -275,6 +331,7 @@ int main(void) {
       cmocka_unit_test(test_logdet_matches_numerical_derivative),
       cmocka_unit_test(test_gradients_fd),
       cmocka_unit_test(test_gradients_fd_mild),
+      cmocka_unit_test(test_other_configs),
       cmocka_unit_test(test_extreme_params_finite),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

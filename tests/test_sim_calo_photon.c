@@ -5,15 +5,29 @@
 
 #include "../src/sim/calo_photon.h"
 
+#include <gsl/gsl_sf_gamma.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 enum { DS_ENERGY = 0, DS_SHOWERS, DS_COND, DS_TRUTH, DS_FULL };
 /* truth columns used here (names checked in test_schema) */
-enum { T_CONVERTED = 0, T_CONV_DEPTH = 1, T_WIN_IY0 = 3, T_WIN_IX0 = 4, T_E_DEPOSIT = 5,
-       T_E_WINDOW = 6, T_E_REAR = 7, T_E_LATERAL = 8, T_E_CURL = 9, T_E_PLATE = 10,
-       T_E_MINUS = 12, T_E_PLUS = 13, T_Y_MINUS = 14, T_Y_PLUS = 15 };
+enum {
+  T_CONVERTED = 0,
+  T_CONV_DEPTH = 1,
+  T_WIN_IY0 = 3,
+  T_WIN_IX0 = 4,
+  T_E_DEPOSIT = 5,
+  T_E_WINDOW = 6,
+  T_E_REAR = 7,
+  T_E_LATERAL = 8,
+  T_E_CURL = 9,
+  T_E_PLATE = 10,
+  T_E_MINUS = 12,
+  T_E_PLUS = 13,
+  T_Y_MINUS = 14,
+  T_Y_PLUS = 15
+};
 
 /* ---- a small harness around setup/event -------------------------------------------------- */
 typedef struct run {
@@ -95,20 +109,24 @@ static double obs_width(const double *w, int ny, int nx, double *rms_y, double *
 
 /* ---- stage tests ----------------------------------------------------------------------- */
 static void test_pair_fraction_moments(void **state) {
-  /* density (9/7)(1 - 4/3 x(1-x)): E[x] = 1/2, E[x^2] = (1/3 - 1/15)(9/7) = 12/35 */
+  /* density (9/7)(1 - 4/3 x(1-x)): E[x] = 1/2, E[x^2] = (1/3 - 1/15)(9/7) = 12/35,
+   * P(x < 0.1) = (9/7)(0.1 - (2/3) 0.01 + (4/9) 0.001) */
   cnf_rng r;
   cnf_rng_init(&r, 5, 0, 0);
-  const int n = 200000;
-  double s = 0, ss = 0;
+  const int n = 400000;
+  double s = 0, ss = 0, low = 0;
   for (int i = 0; i < n; i++) {
     double x = photon_pair_fraction(&r);
     assert_true(x > 0.0 && x < 1.0);
     s += x;
     ss += x * x;
+    low += x < 0.1;
   }
-  double var = 12.0 / 35.0 - 0.25;
+  double var = 12.0 / 35.0 - 0.25, var2 = 0.0989;
+  double p_low = 9.0 / 7.0 * (0.1 - 2.0 / 3.0 * 0.01 + 4.0 / 9.0 * 0.001);
   assert_close(s / n, 0.5, 0, 5 * sqrt(var / n));
-  assert_close(ss / n, 12.0 / 35.0, 0, 5 * sqrt(0.1 / n));
+  assert_close(ss / n, 12.0 / 35.0, 0, 5 * sqrt(var2 / n));
+  assert_close(low / n, p_low, 0, 5 * sqrt(p_low * (1 - p_low) / n));
 }
 
 static void test_brem_survival_law(void **state) {
@@ -169,6 +187,86 @@ static void test_helix_geometry(void **state) {
   /* no field: straight line */
   assert_int_equal(photon_helix_to_face(pos, tilt, p, +1, 0.0, pp, dp), 0);
   assert_close(pp[0], pos[0] + L * tilt[0] / tilt[2], 1e-12, 0);
+}
+
+static void test_gamma_profile_steps(void **state) {
+  /* cumulative step contents equal the regularised incomplete gamma P(alpha, beta t), for the
+   * GFlash range of alpha (the 1.05 guard up to ~6) and beta, over the 25.8 X0 of crystal */
+  const double alphas[] = {1.05, 1.6, 3.0, 6.0}, betas[] = {0.3, 0.5, 0.9};
+  const double dt = 0.1;
+  for (int a = 0; a < 4; a++)
+    for (int b = 0; b < 3; b++) {
+      photon_gamma_profile g;
+      photon_gamma_profile_init(&g, alphas[a], betas[b]);
+      double cum = 0.0, worst = 0.0;
+      for (int k = 0; k < 260; k++) {
+        double t_lo = k * dt, log_t[4];
+        for (int j = 0; j < 4; j++)
+          log_t[j] = log(t_lo + photon_gl_node[j] * dt);
+        double step = photon_gamma_profile_step(&g, t_lo, dt, log_t);
+        assert_true(step >= 0.0);
+        cum += step;
+        double exact = gsl_sf_gamma_inc_P(alphas[a], betas[b] * (t_lo + dt));
+        worst = fmax(worst, fabs(cum - exact));
+      }
+      if (worst > 1e-8)
+        fail_msg("alpha %g beta %g: cumulative profile off by %g", alphas[a], betas[b], worst);
+    }
+}
+
+/* n showers of one particle at the centre of crystal (12, 12), normal incidence: mean of
+ * E_5x5/E, its relative spread, <E_3x3/E_5x5> and the mean leaked fraction */
+static void single_showers(double e, int q, int n, double *s55, double *r35, double *leak) {
+  photon_opts o = default_opts();
+  run rn;
+  run_open(&rn, &o, 0);
+  double m = 0, mm = 0, r = 0, l = 0;
+  for (int i = 0; i < n; i++) {
+    double img[PHOTON_NPIX] = {0};
+    photon_tally t = {0};
+    photon_particle p = {.e = e, .pos = {11.0, 11.0, 0.0}, .dir = {0, 0, 1}, .q = q};
+    cnf_rng rng;
+    cnf_rng_init(&rng, 77, (uint64_t)i, 16);
+    photon_shower(&rn.o, rn.state, &rng, &p, img, &t);
+    double e55 = 0, e33 = 0, all = 0;
+    for (int k = 0; k < PHOTON_NPIX; k++)
+      all += img[k];
+    for (int y = 10; y < 15; y++)
+      for (int x = 10; x < 15; x++) {
+        e55 += img[y * 24 + x];
+        if (y >= 11 && y < 14 && x >= 11 && x < 14)
+          e33 += img[y * 24 + x];
+      }
+    assert_close(all + t.rear + t.lateral, e, 1e-6, 0); /* nothing created or lost */
+    m += e55 / e;
+    mm += (e55 / e) * (e55 / e);
+    r += e33 / e55;
+    l += (t.rear + t.lateral) / e;
+  }
+  m /= n;
+  *s55 = sqrt(mm / n - m * m) / m;
+  *r35 = r / n;
+  *leak = l / n;
+  run_close(&rn);
+}
+
+static void test_single_particle_showers(void **state) {
+  /* section 2.5: photon leakage 0.7 / 1.0 / 1.3 % at 20 / 50 / 100 GeV; at 50 GeV
+   * sigma(E_5x5)/E 0.51 % (e) / 0.84 % (gamma) from GFlash alone; electrons E_3x3/E_5x5 ~ 0.95 */
+  const double es[] = {20, 50, 100}, leak_ref[] = {0.007, 0.010, 0.013};
+  double s55_g = 0, s55_e, r35, leak;
+  for (int k = 0; k < 3; k++) {
+    double s;
+    single_showers(es[k], 0, k == 1 ? 1000 : 500, &s, &r35, &leak);
+    assert_close(leak, leak_ref[k], 0, 0.0015);
+    if (k == 1)
+      s55_g = s;
+  }
+  single_showers(50, -1, 1000, &s55_e, &r35, &leak);
+  assert_close(r35, 0.95, 0, 0.02);
+  assert_close(s55_e, 0.0051, 0, 0.001);
+  assert_close(s55_g, 0.0084, 0, 0.002);
+  assert_true(s55_g > s55_e); /* the photon's conversion depth adds leakage fluctuations */
 }
 
 /* ---- generator-level tests --------------------------------------------------------------- */
@@ -445,7 +543,8 @@ static void test_event_independent_of_call_order(void **state) {
     run_event(&b, i);
     run_event(&b, i); /* twice: no hidden state carried over */
     for (int k = 0; k < 5; k++)
-      assert_memory_equal(b.rows[k], saved[i][k], (size_t)a.desc.datasets[k].ncols * sizeof(double));
+      assert_memory_equal(b.rows[k], saved[i][k],
+                          (size_t)a.desc.datasets[k].ncols * sizeof(double));
   }
   for (int i = 0; i < n; i++)
     for (int k = 0; k < 5; k++)
@@ -456,11 +555,15 @@ static void test_event_independent_of_call_order(void **state) {
 
 static void test_alternative_settings_run(void **state) {
   /* every choice of every string option produces finite, bookkept events */
-  const char *what[][2] = {{"gflash", "g4"}, {"spot_profile", "fluctuated"}, {"ms_momentum", "in"},
-                           {"ms_momentum", "out"}, {"calo_res", "cms"}};
+  const char *what[][2] = {{"gflash", "g4"},
+                           {"spot_profile", "fluctuated"},
+                           {"ms_momentum", "in"},
+                           {"ms_momentum", "out"},
+                           {"calo_res", "cms"}};
   for (int c = 0; c < 5; c++) {
     photon_opts o = default_opts();
     o.brem_split = 3;
+    o.brem_reconvert = 1;
     o.smear_both = 1;
     o.conv_tsai = 1;
     char *field = strcmp(what[c][0], "gflash") == 0         ? o.gflash
@@ -518,7 +621,7 @@ static void test_bad_options(void **state) {
   expect_bad(&o, "brem_split");
   o = default_opts();
   o.n_events = 0;
-  expect_bad(&o, "photon_n_events");
+  expect_bad(&o, "number of events (-n)");
 }
 
 int main(void) {
@@ -527,6 +630,8 @@ int main(void) {
       cmocka_unit_test(test_brem_survival_law),
       cmocka_unit_test(test_highland),
       cmocka_unit_test(test_helix_geometry),
+      cmocka_unit_test(test_gamma_profile_steps),
+      cmocka_unit_test(test_single_particle_showers),
       cmocka_unit_test(test_schema),
       cmocka_unit_test(test_conversion_fraction_per_thickness),
       cmocka_unit_test(test_sanity_full_ranges),

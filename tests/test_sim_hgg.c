@@ -412,6 +412,43 @@ static void test_scenarios(void **unused) {
   run_free(&r);
 }
 
+/* spec 1.10, ttH (the public data's process): m_gg(reco) in (120, 130) 0.828 with in-window
+ * s.d. 2.37 GeV; pT_gg(reco) < 400 GeV for 0.977 of events, mean 120.8 and s.d. 77.4 GeV there. */
+static void test_tth_reco(void **unused) {
+  hgg_opts o = default_opts();
+  strcpy(o.process, "ttH");
+  o.seed = 21;
+  const int n = 100000;
+  hrun r;
+  run_setup(&r, &o, 0, n);
+  int win = 0, low = 0;
+  double ws = 0, wss = 0, ps = 0, pss = 0;
+  for (int i = 0; i < n; i++) {
+    run_event(&r, &o, (uint64_t)i);
+    const double *reco = r.row.sc[HGG_SC_GAUSS][0];
+    hgg_photon a = {reco[0], reco[1], reco[2]}, b = {reco[3], reco[4], reco[5]};
+    double m, pt, y;
+    hgg_diphoton(&a, &b, &m, &pt, &y);
+    if (m > 120 && m < 130) {
+      win++;
+      ws += m;
+      wss += m * m;
+    }
+    if (pt < 400) {
+      low++;
+      ps += pt;
+      pss += pt * pt;
+    }
+  }
+  double wm = ws / win, pm = ps / low;
+  assert_close((double)win / n, 0.828, 0, 0.008);
+  assert_close(sqrt(wss / win - wm * wm), 2.37, 0, 0.04);
+  assert_close((double)low / n, 0.977, 0, 0.003);
+  assert_close(pm, 120.8, 0, 1.2);
+  assert_close(sqrt(pss / low - pm * pm), 77.4, 0, 1.0);
+  run_free(&r);
+}
+
 /* corr_vars = all / asym_vars = all extend the construction to eta and phi. */
 static void test_scenario_vars_all(void **unused) {
   hgg_opts o = default_opts();
@@ -776,6 +813,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_truth_selection),
       cmocka_unit_test(test_truth_mass_bw),
       cmocka_unit_test(test_scenarios),
+      cmocka_unit_test(test_tth_reco),
       cmocka_unit_test(test_scenario_vars_all),
       cmocka_unit_test(test_event_order_independent),
       cmocka_unit_test(test_lhef_input),

@@ -87,11 +87,12 @@ typedef struct cnf_data_gen_config {
   int64_t seed;               /* written into the generator's seed option */
   int64_t n_events;           /* rows; 0 = the generator's default (desc.n_events) */
   double split_fractions[3];  /* train, val, test */
-  int64_t batch_rows;         /* rows generated per rank between collective writes */
+  int64_t batch_rows;         /* rows generated per rank between collective writes;
+                                 0 = automatic (~8 MiB of stored rows per rank) */
   double progress_interval_s; /* rank-0 progress line period; <= 0: no progress lines */
 } cnf_data_gen_config;
 
-/* Defaults: fractions 0.8/0.1/0.1, batch 16384 rows, progress every 10 s, seed 1, n 0. */
+/* Defaults: fractions 0.8/0.1/0.1, automatic batch, progress every 10 s, seed 1, n 0. */
 void cnf_data_gen_config_default(cnf_data_gen_config *cfg);
 
 typedef struct cnf_data_gen_report {
@@ -99,6 +100,9 @@ typedef struct cnf_data_gen_report {
   uint64_t bytes;    /* raw data bytes of all datasets */
   double seconds;    /* wall time from setup to rename (max over ranks) */
   double seconds_event; /* time inside gen->event (max over ranks) */
+  double seconds_write; /* time in the collective row writes (max over ranks) */
+  uint64_t independent_writes; /* H5Dwrite calls HDF5 did not do collectively (all ranks; 0
+                                  expected: the storage types are written without conversion) */
 } cnf_data_gen_report;
 
 /* COLLECTIVE over comm.  Generates gen (options `opts`, which are copied: the seed and, when

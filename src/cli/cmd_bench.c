@@ -3,7 +3,8 @@
  * because the machine's speed drifts) and the dense-GEMM compute bound.
  *   A = preset "cnf_peer", B = "paraflow", C = "flowi" (the peer's configurations A, B, C)
  *   per model: training steps (log-prob + backward + Adam) at each batch, log-prob at
- *   -bench_logprob_batch, sampling at the peer's sampling batch (A 10000, B 1000, C 10000);
+ *   -bench_logprob_batch, sampling at the peer's sampling batch (A 10000, B 1000, C 10000) or
+ *   -bench_sample_batch;
  *   then the peer for the same items; then ratios against the issue's targets.
  * Bound: peak single-thread sgemm GFLOP/s (1024^3) divided by the GEMM FLOPs per event of the
  * dense layers (masked zeros included, as torch_flows.forward_gemm_flops): one density pass for
@@ -47,7 +48,7 @@ typedef struct bench_item {
 typedef struct bench_opts {
   char models[64];
   int batches[BENCH_MAX_BATCHES], n_batches;
-  int logprob_batch;
+  int logprob_batch, sample_batch;
   double seconds;
   int peer, sgemm;
   char peer_dir[1024], python[256], out[1024];
@@ -64,6 +65,9 @@ static int bench_read_options(bench_opts *o) {
   CNF_CALL(cli_get_string("bench_batches", "256,1024,4096", "training batch sizes", batches,
                           sizeof batches));
   CNF_CALL(cli_get_int("bench_logprob_batch", 10000, "log-prob batch size", &o->logprob_batch));
+  CNF_CALL(cli_get_int("bench_sample_batch", 0,
+                       "sampling batch size (0: the peer's, A 10000, B 1000, C 10000)",
+                       &o->sample_batch));
   CNF_CALL(cli_get_real("bench_seconds", 2.0, "timed seconds per measurement (median of reps)",
                         &o->seconds));
   CNF_CALL(cli_get_bool("bench_peer", 1, "also run the PyTorch peer (bench_torch.py)", &o->peer));
@@ -81,8 +85,9 @@ static int bench_read_options(bench_opts *o) {
   for (int i = 0; i < o->n_batches; i++)
     if (o->batches[i] < 1)
       return cnf_error_set(CNF_ERR_ARG, "-bench_batches: sizes must be positive");
-  if (o->logprob_batch < 1 || !(o->seconds > 0))
-    return cnf_error_set(CNF_ERR_ARG, "-bench_logprob_batch and -bench_seconds must be positive");
+  if (o->logprob_batch < 1 || o->sample_batch < 0 || !(o->seconds > 0))
+    return cnf_error_set(CNF_ERR_ARG, "-bench_logprob_batch, -bench_sample_batch and "
+                         "-bench_seconds must be positive");
   for (const char *p = o->models; *p; p++)
     if (*p != ',' && (*p < 'A' || *p > 'C'))
       return cnf_error_set(CNF_ERR_ARG, "-bench_models: expected letters A, B, C, got '%s'",
@@ -242,7 +247,8 @@ static int bench_model_ours(const bench_model *m, const bench_opts *o, double sg
   int rc;
   CNF_CALL(cnf_flow_create_preset(m->preset, 0, 0, 1, &b.f));
   const int D = cnf_flow_dim(b.f), C = cnf_flow_cond_dim(b.f);
-  int nmax = o->logprob_batch > m->sample_batch ? o->logprob_batch : m->sample_batch;
+  const int sample_batch = o->sample_batch > 0 ? o->sample_batch : m->sample_batch;
+  int nmax = o->logprob_batch > sample_batch ? o->logprob_batch : sample_batch;
   for (int i = 0; i < o->n_batches; i++)
     nmax = o->batches[i] > nmax ? o->batches[i] : nmax;
   cnf_adam_conf ac = cnf_adam_conf_default();
@@ -267,7 +273,7 @@ static int bench_model_ours(const bench_model *m, const bench_opts *o, double sg
   for (int i = 0; i < o->n_batches; i++)
     plan[n_plan++] = (bench_plan){"train", bench_train_step, o->batches[i], 3 * fl_density};
   plan[n_plan++] = (bench_plan){"logprob", bench_logprob, o->logprob_batch, fl_density};
-  plan[n_plan++] = (bench_plan){"sample", bench_sample, m->sample_batch, fl_sample};
+  plan[n_plan++] = (bench_plan){"sample", bench_sample, sample_batch, fl_sample};
   for (int p = 0; p < n_plan; p++) {
     if (*n_items >= BENCH_MAX_ITEMS)
       break;

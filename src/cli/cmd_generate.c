@@ -85,8 +85,8 @@ static int read_options(const cnf_generator *gen, void *opts, cnf_data_gen_confi
   CNF_CALL(cli_get_string("split_fractions", "0.8,0.1,0.1",
                           "train,val,test fractions (contiguous row ranges)", fractions,
                           sizeof fractions));
-  CNF_CALL(cli_get_int64("batch", cfg->batch_rows, "rows per rank between collective writes",
-                         &cfg->batch_rows));
+  CNF_CALL(cli_get_int64("batch", cfg->batch_rows,
+                         "rows per rank between collective writes (0: ~8 MiB)", &cfg->batch_rows));
   CNF_CALL(cli_get_real("progress", cfg->progress_interval_s,
                         "seconds between progress lines (0: none)", &cfg->progress_interval_s));
   for (int i = 0; i < gen->n_options; i++)
@@ -96,8 +96,8 @@ static int read_options(const cnf_generator *gen, void *opts, cnf_data_gen_confi
     return 0;
   if (cfg->n_events < 0)
     return cnf_error_set(CNF_ERR_ARG, "-n must be >= 0, got %lld", (long long)cfg->n_events);
-  if (cfg->batch_rows < 1)
-    return cnf_error_set(CNF_ERR_ARG, "-batch must be >= 1, got %lld", (long long)cfg->batch_rows);
+  if (cfg->batch_rows < 0)
+    return cnf_error_set(CNF_ERR_ARG, "-batch must be >= 0, got %lld", (long long)cfg->batch_rows);
   CNF_CALL(cnf_data_parse_fractions(fractions, cfg->split_fractions));
   cfg->path = path;
   return 0;
@@ -106,9 +106,13 @@ static int read_options(const cnf_generator *gen, void *opts, cnf_data_gen_confi
 static void print_summary(const cnf_data_gen_config *cfg, const cnf_data_gen_report *r, int size) {
   double s = r->seconds > 0 ? r->seconds : 1e-9, mb = (double)r->bytes / 1e6;
   cnf_log_info("wrote %s: %llu rows, %.2f MB in %.3f s on %d rank(s): %.4g rows/s "
-               "(%.4g rows/s per rank), %.4g MB/s; event() %.3f s",
+               "(%.4g rows/s per rank), %.4g MB/s; event() %.3f s, writes %.3f s",
                cfg->path, (unsigned long long)r->n_events, mb, r->seconds, size,
-               (double)r->n_events / s, (double)r->n_events / s / size, mb / s, r->seconds_event);
+               (double)r->n_events / s, (double)r->n_events / s / size, mb / s, r->seconds_event,
+               r->seconds_write);
+  if (r->independent_writes > 0 && cnf_log_rank() == 0)
+    cnf_log_warn("%llu writes fell back to independent I/O (slow on parallel file systems)",
+                 (unsigned long long)r->independent_writes);
 }
 
 int cmd_generate(int argc, char **argv) {
@@ -116,10 +120,12 @@ int cmd_generate(int argc, char **argv) {
   generator_names(names, sizeof names);
   if (argc < 2 || argv[1][0] == '-') {
     if (cli_help_requested()) {
-      cli_help_header("cnflow generate <generator> [options]",
-                      "generate a dataset into parallel HDF5; generators: ");
-      if (cnf_log_rank() == 0)
-        printf("  (%s; `cnflow generate <generator> -help` lists its options)\n", names);
+      char text[512];
+      snprintf(text, sizeof text,
+               "generate a dataset into parallel HDF5 (generators: %s);\n"
+               "`cnflow generate <generator> -help` lists the generator's options",
+               names);
+      cli_help_header("cnflow generate <generator> [options]", text);
       return 0;
     }
     return cnf_error_set(CNF_ERR_ARG, "usage: cnflow generate <generator> [options] (generators: %s)",

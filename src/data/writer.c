@@ -20,14 +20,15 @@
 
 #define WRITER_CHUNK_ROWS_MAX 65536
 #define WRITER_CHUNK_BYTES (4u << 20)
-#define WRITER_BATCH_BYTES_MAX (64u << 20) /* cap of the per-rank batch buffers */
+#define WRITER_BATCH_STORED_BYTES (8u << 20) /* automatic batch: stored bytes per rank */
+#define WRITER_BATCH_BYTES_MAX (64u << 20)   /* cap of the per-rank batch buffers */
 
 void cnf_data_gen_config_default(cnf_data_gen_config *cfg) {
   *cfg = (cnf_data_gen_config){.path = NULL,
                                .seed = 1,
                                .n_events = 0,
                                .split_fractions = {0.8, 0.1, 0.1},
-                               .batch_rows = 16384,
+                               .batch_rows = 0,
                                .progress_interval_s = 10.0};
 }
 
@@ -56,7 +57,8 @@ typedef struct writer {
   hid_t file;
   int created; /* the temporary file exists on disk */
   writer_dset d[CNF_MAX_DATASETS];
-  double t_event;
+  double t_event, t_write;
+  uint64_t independent_writes; /* H5Dwrite calls HDF5 did not perform collectively */
 } writer;
 
 static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
@@ -88,8 +90,8 @@ static int writer_prepare_opts(writer *w, const void *opts) {
   if (w->cfg->n_events < 0)
     return cnf_error_set(CNF_ERR_ARG, "number of events must be >= 0, got %lld",
                          (long long)w->cfg->n_events);
-  if (w->cfg->batch_rows < 1)
-    return cnf_error_set(CNF_ERR_ARG, "batch must be >= 1 rows, got %lld",
+  if (w->cfg->batch_rows < 0)
+    return cnf_error_set(CNF_ERR_ARG, "batch must be >= 0 rows (0: automatic), got %lld",
                          (long long)w->cfg->batch_rows);
   uint64_t first[3], count[3];
   CNF_CALL(cnf_data_split_ranges(0, w->cfg->split_fractions, first, count));
@@ -295,13 +297,21 @@ done:
   return rc;
 }
 
+/* Batch rows: -batch, or automatically ~8 MiB of stored rows per rank, since every collective
+ * write has a fixed cost (ompio: tens of ms on a loaded node); capped by the buffer memory. */
 static int writer_alloc_buffers(writer *w) {
-  size_t row_bytes = 0;
-  for (int k = 0; k < w->desc.n_datasets; k++)
-    row_bytes += (size_t)w->desc.datasets[k].ncols * (sizeof(double) + sizeof(float));
-  uint64_t batch = (uint64_t)w->cfg->batch_rows, cap = WRITER_BATCH_BYTES_MAX / row_bytes;
+  size_t row_bytes = 0, stored_bytes = 0;
+  for (int k = 0; k < w->desc.n_datasets; k++) {
+    row_bytes += (size_t)w->desc.datasets[k].ncols * (sizeof(double) + w->d[k].elem);
+    stored_bytes += (size_t)w->desc.datasets[k].ncols * w->d[k].elem;
+  }
+  uint64_t batch = w->cfg->batch_rows > 0 ? (uint64_t)w->cfg->batch_rows
+                                          : WRITER_BATCH_STORED_BYTES / stored_bytes;
+  uint64_t cap = WRITER_BATCH_BYTES_MAX / row_bytes;
   if (batch > cap)
-    batch = cap > 0 ? cap : 1;
+    batch = cap;
+  if (batch < 1)
+    batch = 1;
   uint64_t most = w->n / (uint64_t)w->size + (w->n % (uint64_t)w->size != 0);
   w->batch = batch < most ? batch : most;
   for (int k = 0; k < w->desc.n_datasets; k++) {
@@ -391,7 +401,7 @@ static int convert_batch(const writer *w, writer_dset *d, uint64_t base, size_t 
 
 /* Collective write of this rank's `rows` rows starting at global row `row0` (0 rows: empty
  * selections, so every rank makes the same number of H5Dwrite calls). */
-static int write_batch(const writer *w, writer_dset *d, hid_t dxpl, uint64_t row0, size_t rows) {
+static int write_batch(writer *w, writer_dset *d, hid_t dxpl, uint64_t row0, size_t rows) {
   hsize_t start[2] = {row0, 0}, cnt[2] = {rows, (hsize_t)d->schema->ncols};
   hsize_t mdims[2] = {rows > 0 ? rows : 1, (hsize_t)d->schema->ncols};
   int rc = 0;
@@ -406,6 +416,10 @@ static int write_batch(const writer *w, writer_dset *d, hid_t dxpl, uint64_t row
   else if (H5Dwrite(d->dset, d->mem_type, mspace, d->fspace, dxpl, d->store) < 0)
     rc = h5u_fail(CNF_ERR_IO, "%s: cannot write rows %llu..%llu of '%s'", w->cfg->path,
                   (unsigned long long)row0, (unsigned long long)(row0 + rows), d->schema->path);
+  /* HDF5 silently falls back to independent I/O (e.g. on type conversion): count it */
+  H5D_mpio_actual_io_mode_t mode = H5D_MPIO_NO_COLLECTIVE;
+  if (rc == 0 && (H5Pget_mpio_actual_io_mode(dxpl, &mode) < 0 || mode == H5D_MPIO_NO_COLLECTIVE))
+    w->independent_writes++;
   H5Sclose(mspace);
   return rc;
 }
@@ -443,8 +457,10 @@ static int writer_rows(writer *w) {
     size_t rows = b0 < w->count ? (size_t)(w->count - b0 < w->batch ? w->count - b0 : w->batch) : 0;
     /* share generator failures BEFORE the collective writes, so no rank is left in one */
     rc = h5u_sync(w->comm, generate_batch(w, b0, rows));
+    double t0 = cnf_time_now();
     for (int k = 0; rc == 0 && k < w->desc.n_datasets; k++)
       rc = h5u_sync(w->comm, write_batch(w, &w->d[k], dxpl, w->first + b0, rows));
+    w->t_write += cnf_time_now() - t0;
     if (rc == 0 && w->cfg->progress_interval_s > 0) {
       uint64_t done = (b0 + rows) * (uint64_t)w->size;
       cnf_progress_update(&progress, done < w->n ? done : w->n);
@@ -528,11 +544,14 @@ int cnf_data_generate(const cnf_generator *gen, const void *opts, const cnf_data
   if (rc < 0)
     writer_discard(&w);
   if (rc == 0 && report) {
-    double t[2] = {MPI_Wtime() - t0, w.t_event}, tmax[2];
-    MPI_Allreduce(t, tmax, 2, MPI_DOUBLE, MPI_MAX, comm);
+    double t[3] = {MPI_Wtime() - t0, w.t_event, w.t_write}, tmax[3];
+    MPI_Allreduce(t, tmax, 3, MPI_DOUBLE, MPI_MAX, comm);
     report->n_events = w.n;
     report->seconds = tmax[0];
     report->seconds_event = tmax[1];
+    report->seconds_write = tmax[2];
+    MPI_Allreduce(&w.independent_writes, &report->independent_writes, 1, MPI_UINT64_T, MPI_SUM,
+                  comm);
     report->bytes = 0;
     for (int k = 0; k < w.desc.n_datasets; k++)
       report->bytes += w.n * (uint64_t)w.desc.datasets[k].ncols * (uint64_t)w.d[k].elem;

@@ -4,214 +4,418 @@
  * endpoints forced, heights alike, interior derivatives min_d + softplus(ud), boundary
  * derivatives exactly 1, bin = number of interior knots <= value.
  *
- * Every element is evaluated at its input clamped to [-B, B] and the tail result is selected
+ * Layout of the work: elements are processed in tiles of RQS_W.  A tile's parameters are
+ * transposed to (P, RQS_W) on the stack, so every step (softmax, knots, bin search, selection
+ * of the bin's knots, the rational function, and the reverse mode) is a loop over the tile's
+ * lanes with a fixed trip count, which the compiler vectorises; in the float library exp and
+ * log are inline polynomials for the same reason (libm calls do not vectorise).  A lane's bin
+ * values are fetched with an indexed load (a vector gather).
+ *
+ * Every lane is evaluated at its input clamped to [-B, B] and the tail result is selected
  * afterwards, so the discarded branch works on safe values and cannot produce NaN/Inf
- * (flowjax#239, bayesflow#721).  Nothing is cached: backward recomputes the knots, which costs
- * less than storing (n, 3K) intermediates.
+ * (flowjax#239, bayesflow#721); padding lanes of a partial tile hold zeros.  Nothing is cached:
+ * backward recomputes the knots, which is cheaper than storing (n, 3K) intermediates.
  */
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "bijector_impl.h"
 
-#if CNF_REAL_IS_DOUBLE
-#define R_EXP exp
-#define R_LOG log
-#define R_LOG1P log1p
-#define R_SQRT sqrt
+/* Largest supported K (knot arrays live on the stack); bijector configs are validated
+ * against it (flow.c: bins in [2, 64]). */
+#define RQS_KMAX 64
+#define RQS_PMAX (3 * RQS_KMAX - 1)
+/* Lanes per tile: one AVX-512 register of floats. */
+#define RQS_W 16
+
+/* Put before each loop over a tile's lanes.  GCC -O3 otherwise unrolls these fixed 16-trip
+ * loops completely before the loop vectoriser runs and then packs the unrolled code poorly
+ * (measured: the backward pass 2x slower, mostly scalar). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define RQS_LANES _Pragma("GCC unroll 1")
 #else
-#define R_EXP expf
-#define R_LOG logf
-#define R_LOG1P log1pf
-#define R_SQRT sqrtf
+#define RQS_LANES
 #endif
 
-/* Largest supported K: knot arrays live on the stack.  Configurations are validated against
- * it where bijectors are created. */
-#define RQS_KMAX 64
+#if CNF_REAL_IS_DOUBLE
+/* The double library serves the finite-difference tests: libm is exact enough and speed is
+ * secondary there. */
+static inline double rqs_exp(double v) { return exp(v); }
+static inline double rqs_log(double v) { return log(v); }
+static inline double rqs_log1p(double v) { return log1p(v); }
+static inline double rqs_sqrt(double v) { return sqrt(v); }
+#else
+static inline float rqs_bits_to_float(int32_t i) {
+  float f;
+  memcpy(&f, &i, sizeof f);
+  return f;
+}
+static inline int32_t rqs_float_to_bits(float f) {
+  int32_t i;
+  memcpy(&i, &f, sizeof i);
+  return i;
+}
+
+/* exp for v <= 88 (Cephes expf polynomial, ~1 ulp).  Below -87 the result is clamped to
+ * e^-87 ~ 1.6e-38 (no subnormals); every use adds it to O(1) quantities. */
+static inline float rqs_exp(float v) {
+  v = v < -87.0f ? -87.0f : (v > 88.0f ? 88.0f : v);
+  /* n = round(v / ln2) by the 1.5 * 2^23 trick (exact for |n| < 2^22, no rounding-mode call) */
+  const float shift = 12582912.0f;
+  const float n = (v * 1.44269504088896341f + shift) - shift;
+  const float r = (v - n * 0.693359375f) + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  return p * rqs_bits_to_float(((int32_t)n + 127) << 23);
+}
+
+/* log for positive normal v (Cephes logf polynomial, ~1 ulp). */
+static inline float rqs_log(float v) {
+  const int32_t bits = rqs_float_to_bits(v);
+  float e = (float)(((bits >> 23) & 0xff) - 126);
+  float m = rqs_bits_to_float((bits & 0x007fffff) | 0x3f000000); /* v = m 2^e, m in [0.5, 1) */
+  const int small = m < 0.707106781186547524f;
+  const float e1 = e - 1.0f, f2 = m + m - 1.0f, f1 = m - 1.0f;
+  e = small ? e1 : e;
+  const float f = small ? f2 : f1;
+  const float z = f * f;
+  float y = 7.0376836292e-2f;
+  y = y * f - 1.1514610310e-1f;
+  y = y * f + 1.1676998740e-1f;
+  y = y * f - 1.2420140846e-1f;
+  y = y * f + 1.4249322787e-1f;
+  y = y * f - 1.6668057665e-1f;
+  y = y * f + 2.0000714765e-1f;
+  y = y * f - 2.4999993993e-1f;
+  y = y * f + 3.3333331174e-1f;
+  y = y * f * z;
+  y += -2.12194440e-4f * e;
+  y += -0.5f * z;
+  return (f + y) + 0.693359375f * e;
+}
+
+/* log(1 + v) for v >= 0, accurate for small v: log(w) v / (w - 1) with w = fl(1 + v). */
+static inline float rqs_log1p(float v) {
+  const float w = 1.0f + v;
+  const float d = w - 1.0f;
+  /* both branches computed, then selected: a conditional division would block vectorising */
+  const float r = rqs_log(w) * (v / (d == 0.0f ? 1.0f : d));
+  return d == 0.0f ? v : r;
+}
+
+/* sqrt for v >= 0 (normal or 0), within 1.5 ulp: the reciprocal root from the classic
+ * bit-level guess and two Newton steps (relative error 1e-5), then one correction of
+ * s = v y.  sqrtf itself keeps an errno branch that stops the inverse loop vectorising. */
+static inline float rqs_sqrt(float v) {
+  float y = rqs_bits_to_float(0x5f3759df - (rqs_float_to_bits(v) >> 1));
+  const float h = 0.5f * v;
+  y = y * (1.5f - h * y * y);
+  y = y * (1.5f - h * y * y);
+  const float s = v * y;
+  return s + 0.5f * y * (v - s * s);
+}
+#endif
 
 double cnf_rqs_identity_ud(double min_d) { return log(expm1(1.0 - min_d)); }
 
-/* u (K) -> p (K) = softmax(u), knots (K+1) from -B to B with bin sizes min + (1 - K min) p.
- * Same operation order as the peer: cumsum of the sizes, then 2B cum - B, endpoints forced. */
-static inline void rqs_knots(int K, cnf_real B, cnf_real min_size, const cnf_real *u,
-                             cnf_real *p, cnf_real *knots) {
-  cnf_real m = u[0];
+/* One tile: inputs v (RQS_W) and parameters th (P, RQS_W), transposed from the element-major
+ * layout.  Lanes >= m are zero-padded. */
+typedef struct rqs_tile {
+  cnf_real v[RQS_W];
+  cnf_real th[RQS_PMAX][RQS_W];
+} rqs_tile;
+
+/* Transpose m <= RQS_W elements into t; a full tile reads by parameter (strided loads that
+ * the compiler vectorises), a partial one by element after zeroing. */
+static inline void rqs_tile_load(int P, int m, const cnf_real *v, const cnf_real *theta,
+                                 rqs_tile *t) {
+  if (m == RQS_W) {
+    for (int i = 0; i < RQS_W; i++)
+      t->v[i] = v[i];
+    for (int p = 0; p < P; p++)
+      for (int i = 0; i < RQS_W; i++)
+        t->th[p][i] = theta[i * P + p];
+    return;
+  }
+  memset(t->v, 0, sizeof t->v);
+  for (int p = 0; p < P; p++)
+    memset(t->th[p], 0, sizeof t->th[p]);
+  for (int i = 0; i < m; i++) {
+    t->v[i] = v[i];
+    const cnf_real *src = theta + (size_t)i * P;
+    for (int p = 0; p < P; p++)
+      t->th[p][i] = src[p];
+  }
+}
+
+/* u (K, W) -> p (K, W) = softmax over the bins, knots (K+1, W) from -B to B with bin sizes
+ * min + (1 - K min) p.  Same operation order as the peer: cumsum of the sizes, 2B cum - B,
+ * endpoints forced. */
+static inline void rqs_tile_knots(int K, cnf_real B, cnf_real min_size,
+                                  cnf_real (*restrict u)[RQS_W], cnf_real (*restrict p)[RQS_W],
+                                  cnf_real (*restrict knots)[RQS_W]) {
+  cnf_real mx[RQS_W], sum[RQS_W], cum[RQS_W];
+  RQS_LANES for (int i = 0; i < RQS_W; i++)
+    mx[i] = u[0][i], sum[i] = 0, cum[i] = 0;
   for (int j = 1; j < K; j++)
-    m = u[j] > m ? u[j] : m;
-  cnf_real sum = 0;
-  for (int j = 0; j < K; j++) {
-    p[j] = R_EXP(u[j] - m);
-    sum += p[j];
-  }
-  const cnf_real inv = (cnf_real)1 / sum, scale = (cnf_real)1 - (cnf_real)K * min_size;
-  const cnf_real twob = (cnf_real)2 * B;
-  cnf_real cum = 0;
-  knots[0] = -B;
-  for (int j = 0; j < K - 1; j++) {
-    p[j] *= inv;
-    cum += min_size + scale * p[j];
-    knots[j + 1] = twob * cum - B;
-  }
-  p[K - 1] *= inv;
-  knots[K] = B;
+    RQS_LANES for (int i = 0; i < RQS_W; i++)
+      mx[i] = u[j][i] > mx[i] ? u[j][i] : mx[i];
+  for (int j = 0; j < K; j++)
+    RQS_LANES for (int i = 0; i < RQS_W; i++) {
+      p[j][i] = rqs_exp(u[j][i] - mx[i]);
+      sum[i] += p[j][i];
+    }
+  RQS_LANES for (int i = 0; i < RQS_W; i++)
+    sum[i] = (cnf_real)1 / sum[i];
+  const cnf_real scale = (cnf_real)1 - (cnf_real)K * min_size, twob = (cnf_real)2 * B;
+  RQS_LANES for (int i = 0; i < RQS_W; i++)
+    knots[0][i] = -B, knots[K][i] = B;
+  for (int j = 0; j < K; j++)
+    RQS_LANES for (int i = 0; i < RQS_W; i++)
+      p[j][i] *= sum[i];
+  for (int j = 0; j < K - 1; j++)
+    RQS_LANES for (int i = 0; i < RQS_W; i++) {
+      cum[i] += min_size + scale * p[j][i];
+      knots[j + 1][i] = twob * cum[i] - B;
+    }
 }
 
-/* Bin of v: number of interior knots <= v, in [0, K-1]. */
-static inline int rqs_bin(int K, const cnf_real *knots, cnf_real v) {
-  int k = 0;
+/* Bin per lane: number of interior knots <= v. */
+static inline void rqs_tile_bin(int K, cnf_real (*restrict knots)[RQS_W],
+                                const cnf_real *restrict v, int *restrict k) {
+  RQS_LANES for (int i = 0; i < RQS_W; i++)
+    k[i] = 0;
   for (int j = 1; j < K; j++)
-    k += knots[j] <= v;
-  return k;
+    RQS_LANES for (int i = 0; i < RQS_W; i++)
+      k[i] += knots[j][i] <= v[i];
 }
 
-/* softplus(u) and sigmoid(u) = softplus'(u), overflow-free, sharing one exp. */
-static inline cnf_real rqs_softplus(cnf_real u, cnf_real *sig) {
-  cnf_real e = R_EXP(-fabs(u));
-  cnf_real r = (cnf_real)1 / ((cnf_real)1 + e);
-  if (sig)
-    *sig = u >= 0 ? r : e * r;
-  return (u > 0 ? u : (cnf_real)0) + R_LOG1P(e);
-}
-
-/* Knot derivative i in [0, K] for interior parameters ud (K-1); boundary derivatives are 1.
- * *sig receives d(deriv)/d(ud[i-1]) (0 at the boundary). */
-static inline cnf_real rqs_deriv(int K, cnf_real min_d, const cnf_real *ud, int i, cnf_real *sig) {
-  if (i == 0 || i == K) {
-    *sig = 0;
-    return 1;
+/* lo = knots[k], hi = knots[k + 1] per lane (a vector gather). */
+static inline void rqs_tile_pick(cnf_real (*restrict knots)[RQS_W], const int *restrict k,
+                                 cnf_real *restrict lo, cnf_real *restrict hi) {
+  const cnf_real *flat = knots[0];
+  RQS_LANES for (int i = 0; i < RQS_W; i++) {
+    lo[i] = flat[k[i] * RQS_W + i];
+    hi[i] = flat[(k[i] + 1) * RQS_W + i];
   }
-  return min_d + rqs_softplus(ud[i - 1], sig);
+}
+
+/* Knot derivatives d_k, d_{k+1} per lane from the interior parameters ud (K-1, W), and
+ * their derivatives w.r.t. ud[k-1], ud[k] (sigmoids; 0 at a boundary knot, whose derivative
+ * is exactly 1).  Split into simple loops, each of which vectorises. */
+static inline void rqs_tile_derivs(int K, cnf_real min_d, cnf_real (*restrict ud)[RQS_W],
+                                   const int *restrict k, cnf_real *restrict dk,
+                                   cnf_real *restrict dk1, cnf_real *restrict sig0,
+                                   cnf_real *restrict sig1) {
+  /* u[i] = ud[k-1], u[W + i] = ud[k] (clamped indices where that knot is a boundary) */
+  cnf_real u[2 * RQS_W], e[2 * RQS_W], sp[2 * RQS_W], sg[2 * RQS_W];
+  const cnf_real *flat = ud[0];
+  RQS_LANES for (int i = 0; i < RQS_W; i++) {
+    const int jl = k[i] > 0 ? k[i] - 1 : 0, jr = k[i] < K - 1 ? k[i] : K - 2;
+    u[i] = flat[jl * RQS_W + i];
+    u[RQS_W + i] = flat[jr * RQS_W + i];
+  }
+  /* softplus(u) = max(u, 0) + log1p(e^-|u|), sigmoid from the same exp */
+  for (int i = 0; i < 2 * RQS_W; i++)
+    e[i] = rqs_exp(u[i] < 0 ? u[i] : -u[i]);
+  for (int i = 0; i < 2 * RQS_W; i++)
+    sp[i] = (u[i] > 0 ? u[i] : 0) + rqs_log1p(e[i]);
+  for (int i = 0; i < 2 * RQS_W; i++) {
+    const cnf_real r = 1 / (1 + e[i]), er = e[i] * r;
+    sg[i] = u[i] >= 0 ? r : er;
+  }
+  RQS_LANES for (int i = 0; i < RQS_W; i++) {
+    const int left_edge = k[i] == 0, right_edge = k[i] == K - 1;
+    const cnf_real dl = min_d + sp[i], dr = min_d + sp[RQS_W + i];
+    dk[i] = left_edge ? 1 : dl;
+    dk1[i] = right_edge ? 1 : dr;
+    sig0[i] = left_edge ? 0 : sg[i];
+    sig1[i] = right_edge ? 0 : sg[RQS_W + i];
+  }
 }
 
 static inline cnf_real rqs_clamp(cnf_real v, cnf_real B) {
   return v < -B ? -B : (v > B ? B : v);
 }
 
+/* Everything the forward and backward passes share for one tile. */
+typedef struct rqs_fwd {
+  cnf_real pw[RQS_KMAX][RQS_W], ph[RQS_KMAX][RQS_W];
+  cnf_real cw[RQS_KMAX + 1][RQS_W], ch[RQS_KMAX + 1][RQS_W];
+  int k[RQS_W];
+  cnf_real xin[RQS_W], xk[RQS_W], xk1[RQS_W], yk[RQS_W], yk1[RQS_W];
+  cnf_real dk[RQS_W], dk1[RQS_W], sig0[RQS_W], sig1[RQS_W];
+} rqs_fwd;
+
+static inline void rqs_tile_setup(const cnf_rqs_conf *conf, rqs_tile *t, rqs_fwd *f, int by_y) {
+  const int K = conf->K;
+  const cnf_real B = conf->B;
+  RQS_LANES for (int i = 0; i < RQS_W; i++)
+    f->xin[i] = rqs_clamp(t->v[i], B);
+  rqs_tile_knots(K, B, conf->min_w, t->th, f->pw, f->cw);
+  rqs_tile_knots(K, B, conf->min_h, t->th + K, f->ph, f->ch);
+  rqs_tile_bin(K, by_y ? f->ch : f->cw, f->xin, f->k);
+  rqs_tile_pick(f->cw, f->k, f->xk, f->xk1);
+  rqs_tile_pick(f->ch, f->k, f->yk, f->yk1);
+  rqs_tile_derivs(K, conf->min_d, t->th + 2 * K, f->k, f->dk, f->dk1, f->sig0, f->sig1);
+}
+
 void cnf_rqs_forward(const cnf_rqs_conf *conf, int n, const cnf_real *x, const cnf_real *theta,
                      cnf_real *y, cnf_real *logdet) {
-  const int K = conf->K, P = 3 * K - 1;
+  const int P = 3 * conf->K - 1;
   const cnf_real B = conf->B;
-  cnf_real pw[RQS_KMAX], ph[RQS_KMAX], cw[RQS_KMAX + 1], ch[RQS_KMAX + 1];
-  for (int e = 0; e < n; e++) {
-    const cnf_real *uw = theta + (size_t)e * P, *uh = uw + K, *ud = uh + K;
-    const cnf_real xe = x[e], xin = rqs_clamp(xe, B);
-    const int inside = xe >= -B && xe <= B;
-    rqs_knots(K, B, conf->min_w, uw, pw, cw);
-    rqs_knots(K, B, conf->min_h, uh, ph, ch);
-    const int k = rqs_bin(K, cw, xin);
-    cnf_real sig;
-    const cnf_real dk = rqs_deriv(K, conf->min_d, ud, k, &sig);
-    const cnf_real dk1 = rqs_deriv(K, conf->min_d, ud, k + 1, &sig);
-    const cnf_real xk = cw[k], wk = cw[k + 1] - cw[k], yk = ch[k], hk = ch[k + 1] - ch[k];
-    const cnf_real s = hk / wk, t = (xin - xk) / wk, t1m = t * (1 - t);
-    const cnf_real den = s + (dk + dk1 - 2 * s) * t1m;
-    const cnf_real out = yk + hk * (s * t * t + dk * t1m) / den;
-    const cnf_real dnum = s * s * (dk1 * t * t + 2 * s * t1m + dk * (1 - t) * (1 - t));
-    const cnf_real lad = R_LOG(dnum) - 2 * R_LOG(den);
-    y[e] = inside ? out : xe;
-    logdet[e] = inside ? lad : 0;
+  rqs_tile t;
+  rqs_fwd f;
+  cnf_real out[RQS_W], lad[RQS_W];
+  for (int e0 = 0; e0 < n; e0 += RQS_W) {
+    const int m = n - e0 < RQS_W ? n - e0 : RQS_W;
+    rqs_tile_load(P, m, x + e0, theta + (size_t)e0 * P, &t);
+    rqs_tile_setup(conf, &t, &f, 0);
+    RQS_LANES for (int i = 0; i < RQS_W; i++) {
+      const cnf_real wk = f.xk1[i] - f.xk[i], hk = f.yk1[i] - f.yk[i];
+      const cnf_real dk = f.dk[i], dk1 = f.dk1[i];
+      const cnf_real s = hk / wk, th = (f.xin[i] - f.xk[i]) / wk, t1m = th * (1 - th);
+      const cnf_real den = s + (dk + dk1 - 2 * s) * t1m;
+      const cnf_real dnum = s * s * (dk1 * th * th + 2 * s * t1m + dk * (1 - th) * (1 - th));
+      out[i] = f.yk[i] + hk * (s * th * th + dk * t1m) / den;
+      lad[i] = rqs_log(dnum) - 2 * rqs_log(den);
+    }
+    for (int i = 0; i < m; i++) {
+      const int inside = t.v[i] >= -B && t.v[i] <= B;
+      y[e0 + i] = inside ? out[i] : t.v[i];
+      logdet[e0 + i] = inside ? lad[i] : 0;
+    }
   }
 }
 
 void cnf_rqs_inverse(const cnf_rqs_conf *conf, int n, const cnf_real *y, const cnf_real *theta,
                      cnf_real *x, cnf_real *logdet) {
-  const int K = conf->K, P = 3 * K - 1;
+  const int P = 3 * conf->K - 1;
   const cnf_real B = conf->B;
-  cnf_real pw[RQS_KMAX], ph[RQS_KMAX], cw[RQS_KMAX + 1], ch[RQS_KMAX + 1];
-  for (int e = 0; e < n; e++) {
-    const cnf_real *uw = theta + (size_t)e * P, *uh = uw + K, *ud = uh + K;
-    const cnf_real ye = y[e], yin = rqs_clamp(ye, B);
-    const int inside = ye >= -B && ye <= B;
-    rqs_knots(K, B, conf->min_w, uw, pw, cw);
-    rqs_knots(K, B, conf->min_h, uh, ph, ch);
-    const int k = rqs_bin(K, ch, yin);
-    cnf_real sig;
-    const cnf_real dk = rqs_deriv(K, conf->min_d, ud, k, &sig);
-    const cnf_real dk1 = rqs_deriv(K, conf->min_d, ud, k + 1, &sig);
-    const cnf_real xk = cw[k], wk = cw[k + 1] - cw[k], yk = ch[k], hk = ch[k + 1] - ch[k];
-    const cnf_real s = hk / wk, dy = yin - yk, c2 = dk + dk1 - 2 * s;
-    const cnf_real a = hk * (s - dk) + dy * c2, b = hk * dk - dy * c2, c = -s * dy;
-    cnf_real disc = b * b - 4 * a * c;
-    disc = disc > 0 ? disc : 0; /* rounding can make it slightly negative (nflows#87) */
-    /* root (-b + sqrt(disc)) / 2a without the cancellation; finite as a -> 0.  It lies in
-     * [0, 1] exactly; clamping the rounding keeps den and dnum positive for extreme slopes. */
-    cnf_real t = 2 * c / (-b - R_SQRT(disc));
-    t = t < 0 ? 0 : (t > 1 ? 1 : t);
-    const cnf_real out = xk + t * wk, t1m = t * (1 - t);
-    const cnf_real den = s + c2 * t1m;
-    const cnf_real dnum = s * s * (dk1 * t * t + 2 * s * t1m + dk * (1 - t) * (1 - t));
-    const cnf_real lad = -(R_LOG(dnum) - 2 * R_LOG(den));
-    x[e] = inside ? out : ye;
-    logdet[e] = inside ? lad : 0;
+  rqs_tile t;
+  rqs_fwd f;
+  cnf_real out[RQS_W], lad[RQS_W];
+  for (int e0 = 0; e0 < n; e0 += RQS_W) {
+    const int m = n - e0 < RQS_W ? n - e0 : RQS_W;
+    rqs_tile_load(P, m, y + e0, theta + (size_t)e0 * P, &t);
+    rqs_tile_setup(conf, &t, &f, 1);
+    RQS_LANES for (int i = 0; i < RQS_W; i++) {
+      const cnf_real wk = f.xk1[i] - f.xk[i], hk = f.yk1[i] - f.yk[i];
+      const cnf_real dk = f.dk[i], dk1 = f.dk1[i];
+      const cnf_real s = hk / wk, dy = f.xin[i] - f.yk[i], c2 = dk + dk1 - 2 * s;
+      const cnf_real a = hk * (s - dk) + dy * c2, b = hk * dk - dy * c2, c = -s * dy;
+      cnf_real disc = b * b - 4 * a * c;
+      disc = disc > 0 ? disc : 0; /* rounding can make it slightly negative (nflows#87) */
+      /* root (-b + sqrt(disc)) / 2a without the cancellation; finite as a -> 0.  It lies in
+       * [0, 1] exactly; clamping the rounding keeps den and dnum positive for extreme slopes. */
+      cnf_real th = 2 * c / (-b - rqs_sqrt(disc));
+      th = th < 0 ? 0 : (th > 1 ? 1 : th);
+      const cnf_real t1m = th * (1 - th), den = s + c2 * t1m;
+      const cnf_real dnum = s * s * (dk1 * th * th + 2 * s * t1m + dk * (1 - th) * (1 - th));
+      out[i] = f.xk[i] + th * wk;
+      lad[i] = 2 * rqs_log(den) - rqs_log(dnum);
+    }
+    for (int i = 0; i < m; i++) {
+      const int inside = t.v[i] >= -B && t.v[i] <= B;
+      x[e0 + i] = inside ? out[i] : t.v[i];
+      logdet[e0 + i] = inside ? lad[i] : 0;
+    }
   }
 }
 
-/* Softmax-knot reverse mode: the bin used knot v_k = -B + 2B sum_{j<k} size_j and bin size
- * h_k = 2B size_k (size_j = min + scale p_j), with upstream gradients g_knot, g_size.
- * Writes du (K) = dL/du through the softmax p = softmax(u). */
-static inline void rqs_knots_backward(int K, cnf_real B, cnf_real min_size, const cnf_real *p,
-                                      int k, cnf_real g_knot, cnf_real g_size, cnf_real *du) {
+/* Softmax-knot reverse mode.  The bin used knot v_k = -B + 2B sum_{j<k} size_j and bin size
+ * 2B size_k (size_j = min + scale p_j), with upstream gradients g_knot, g_size per lane.
+ * Writes du (K, W) = dL/du through p = softmax(u). */
+static inline void rqs_tile_knots_backward(int K, cnf_real B, cnf_real min_size,
+                                           cnf_real (*restrict p)[RQS_W],
+                                           const int *restrict k,
+                                           const cnf_real *restrict g_knot,
+                                           const cnf_real *restrict g_size,
+                                           cnf_real (*restrict du)[RQS_W]) {
   const cnf_real f = (cnf_real)2 * B * ((cnf_real)1 - (cnf_real)K * min_size);
-  const cnf_real a_lo = f * g_knot, a_k = f * g_size;
-  cnf_real plo = 0;
-  for (int j = 0; j < k; j++)
-    plo += p[j];
-  const cnf_real dot = a_lo * plo + a_k * p[k];
-  for (int j = 0; j < K; j++) {
-    const cnf_real a = j < k ? a_lo : (j == k ? a_k : (cnf_real)0);
-    du[j] = p[j] * (a - dot);
-  }
+  cnf_real a_lo[RQS_W], a_k[RQS_W], dot[RQS_W];
+  RQS_LANES for (int i = 0; i < RQS_W; i++)
+    a_lo[i] = f * g_knot[i], a_k[i] = f * g_size[i], dot[i] = 0;
+  for (int j = 0; j < K; j++)
+    RQS_LANES for (int i = 0; i < RQS_W; i++) {
+      const cnf_real a = j < k[i] ? a_lo[i] : (j == k[i] ? a_k[i] : (cnf_real)0);
+      du[j][i] = a;
+      dot[i] += a * p[j][i];
+    }
+  for (int j = 0; j < K; j++)
+    RQS_LANES for (int i = 0; i < RQS_W; i++)
+      du[j][i] = p[j][i] * (du[j][i] - dot[i]);
 }
 
 void cnf_rqs_backward(const cnf_rqs_conf *conf, int n, const cnf_real *x, const cnf_real *theta,
                       const cnf_real *dy, const cnf_real *dld, cnf_real *dx, cnf_real *dtheta) {
   const int K = conf->K, P = 3 * K - 1;
   const cnf_real B = conf->B;
-  cnf_real pw[RQS_KMAX], ph[RQS_KMAX], cw[RQS_KMAX + 1], ch[RQS_KMAX + 1];
-  for (int e = 0; e < n; e++) {
-    const cnf_real *uw = theta + (size_t)e * P, *uh = uw + K, *ud = uh + K;
-    const cnf_real xe = x[e], xin = rqs_clamp(xe, B);
-    const int inside = xe >= -B && xe <= B;
-    rqs_knots(K, B, conf->min_w, uw, pw, cw);
-    rqs_knots(K, B, conf->min_h, uh, ph, ch);
-    const int k = rqs_bin(K, cw, xin);
-    cnf_real sk0, sk1;
-    const cnf_real dk = rqs_deriv(K, conf->min_d, ud, k, &sk0);
-    const cnf_real dk1 = rqs_deriv(K, conf->min_d, ud, k + 1, &sk1);
-    const cnf_real xk = cw[k], wk = cw[k + 1] - cw[k], hk = ch[k + 1] - ch[k];
-    const cnf_real iw = 1 / wk, s = hk * iw, t = (xin - xk) * iw, u = 1 - t, t1m = t * u;
-    const cnf_real c2 = dk + dk1 - 2 * s;
-    const cnf_real den = s + c2 * t1m, iden = 1 / den;
-    const cnf_real num = s * t * t + dk * t1m, r = num * iden;
-    const cnf_real m = dk1 * t * t + 2 * s * t1m + dk * u * u, im = 1 / m;
-    /* upstream gradients; zero in the tails, where y = x and the parameters are unused */
-    const cnf_real gy = inside ? dy[e] : 0, gl = inside ? dld[e] : 0;
-    const cnf_real hd = gy * hk * iden; /* d y / d(num/den) times gy */
-    /* y = yk + hk num/den;  lad = 2 log s + log m - 2 log den */
-    const cnf_real d1m2t = 1 - 2 * t;
-    const cnf_real g_t = hd * ((2 * s * t + dk * d1m2t) - r * c2 * d1m2t) +
-                         gl * ((2 * dk1 * t + 2 * s * d1m2t - 2 * dk * u) * im -
-                               2 * c2 * d1m2t * iden);
-    const cnf_real g_s = hd * (t * t - r * (1 - 2 * t1m)) +
-                         gl * (2 / s + 2 * t1m * im - 2 * (1 - 2 * t1m) * iden);
-    const cnf_real g_dk = hd * t1m * (1 - r) + gl * (u * u * im - 2 * t1m * iden);
-    const cnf_real g_dk1 = -hd * r * t1m + gl * (t * t * im - 2 * t1m * iden);
-    /* chain through t = (x - xk)/wk and s = hk/wk */
-    const cnf_real g_hk = gy * r + g_s * iw;
-    const cnf_real g_wk = -(g_s * s + g_t * t) * iw;
-    const cnf_real g_xk = -g_t * iw;
+  rqs_tile t;
+  rqs_fwd f;
+  cnf_real gy[RQS_W], gl[RQS_W], g_x[RQS_W], g_xk[RQS_W], g_wk[RQS_W], g_hk[RQS_W];
+  cnf_real g_dk[RQS_W], g_dk1[RQS_W];
+  cnf_real gth[RQS_PMAX][RQS_W];
+  for (int e0 = 0; e0 < n; e0 += RQS_W) {
+    const int m = n - e0 < RQS_W ? n - e0 : RQS_W;
+    rqs_tile_load(P, m, x + e0, theta + (size_t)e0 * P, &t);
+    rqs_tile_setup(conf, &t, &f, 0);
+    /* upstream gradients; zero in the tails (y = x there, the parameters are unused) and in
+     * padding lanes */
+    RQS_LANES for (int i = 0; i < RQS_W; i++)
+      gy[i] = 0, gl[i] = 0;
+    for (int i = 0; i < m; i++) {
+      const int inside = t.v[i] >= -B && t.v[i] <= B;
+      gy[i] = inside ? dy[e0 + i] : 0;
+      gl[i] = inside ? dld[e0 + i] : 0;
+    }
+    RQS_LANES for (int i = 0; i < RQS_W; i++) {
+      const cnf_real wk = f.xk1[i] - f.xk[i], hk = f.yk1[i] - f.yk[i];
+      const cnf_real dk = f.dk[i], dk1 = f.dk1[i];
+      const cnf_real iw = 1 / wk, s = hk * iw, th = (f.xin[i] - f.xk[i]) * iw, u = 1 - th;
+      const cnf_real t1m = th * u, c2 = dk + dk1 - 2 * s;
+      const cnf_real den = s + c2 * t1m, iden = 1 / den;
+      const cnf_real r = (s * th * th + dk * t1m) * iden;
+      const cnf_real im = 1 / (dk1 * th * th + 2 * s * t1m + dk * u * u);
+      /* y = yk + hk num/den;  lad = 2 log s + log m - 2 log den (m: the derivative's
+       * numerator without s^2) */
+      const cnf_real hd = gy[i] * hk * iden, lg = gl[i], d1m2t = 1 - 2 * th;
+      const cnf_real g_t = hd * ((2 * s * th + dk * d1m2t) - r * c2 * d1m2t) +
+                           lg * ((2 * dk1 * th + 2 * s * d1m2t - 2 * dk * u) * im -
+                                 2 * c2 * d1m2t * iden);
+      const cnf_real g_s = hd * (th * th - r * (1 - 2 * t1m)) +
+                           lg * (2 / s + 2 * t1m * im - 2 * (1 - 2 * t1m) * iden);
+      g_dk[i] = (hd * t1m * (1 - r) + lg * (u * u * im - 2 * t1m * iden)) * f.sig0[i];
+      g_dk1[i] = (-hd * r * t1m + lg * (th * th * im - 2 * t1m * iden)) * f.sig1[i];
+      /* chain through t = (x - xk)/wk and s = hk/wk */
+      g_hk[i] = gy[i] * r + g_s * iw;
+      g_wk[i] = -(g_s * s + g_t * th) * iw;
+      g_xk[i] = -g_t * iw;
+      g_x[i] = g_t * iw;
+    }
     if (dx)
-      dx[e] = inside ? g_t * iw : dy[e];
+      for (int i = 0; i < m; i++) {
+        const int inside = t.v[i] >= -B && t.v[i] <= B;
+        dx[e0 + i] = inside ? g_x[i] : dy[e0 + i];
+      }
     if (!dtheta)
       continue;
-    cnf_real *gw = dtheta + (size_t)e * P, *gh = gw + K, *gd = gh + K;
-    rqs_knots_backward(K, B, conf->min_w, pw, k, g_xk, g_wk, gw);
-    rqs_knots_backward(K, B, conf->min_h, ph, k, gy, g_hk, gh);
+    rqs_tile_knots_backward(K, B, conf->min_w, f.pw, f.k, g_xk, g_wk, gth);
+    rqs_tile_knots_backward(K, B, conf->min_h, f.ph, f.k, gy, g_hk, gth + K);
     for (int j = 0; j < K - 1; j++)
-      gd[j] = 0;
-    if (k > 0)
-      gd[k - 1] = g_dk * sk0;
-    if (k + 1 < K)
-      gd[k] = g_dk1 * sk1;
+      RQS_LANES for (int i = 0; i < RQS_W; i++)
+        gth[2 * K + j][i] =
+            f.k[i] == j + 1 ? g_dk[i] : (f.k[i] == j ? g_dk1[i] : (cnf_real)0);
+    for (int i = 0; i < m; i++) {
+      cnf_real *dst = dtheta + (size_t)(e0 + i) * P;
+      for (int p = 0; p < P; p++)
+        dst[p] = gth[p][i];
+    }
   }
 }

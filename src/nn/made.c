@@ -21,10 +21,17 @@
 #define MADE_GEMM cblas_sgemm
 #endif
 
-/* Cost model of one block GEMM, in multiply-adds per batch row: (rows + R) * (cols + K).  The
- * pads stand for the lower efficiency of thin GEMMs and the per-call overhead. */
-#define MADE_BLOCK_ROW_PAD 16
-#define MADE_BLOCK_COL_PAD 16
+/* Cost model of one block GEMM, in multiply-adds per batch row:
+ *     max(rows, MIN_ROWS) * (cols + COL_PAD) + CALL
+ * Blocks thinner than MIN_ROWS run at the speed of a MIN_ROWS-wide one (the GEMM kernel's
+ * register tile), COL_PAD is the per-row packing work and CALL the per-call overhead. */
+#define MADE_BLOCK_MIN_ROWS 24
+#define MADE_BLOCK_COL_PAD 4
+#define MADE_BLOCK_CALL 200
+
+/* Rows per tile of the forward and backward passes: one tile's activations of every layer stay
+ * in L2 between the layers (large batches are otherwise memory-bound). */
+#define MADE_ROW_TILE 256
 
 typedef struct made_block {
   int r0, r1; /* rows [r0, r1) */
@@ -48,7 +55,7 @@ struct cnf_made {
   made_layer *layer; /* (L + 1): hidden layers 0..L-1, then the output layer */
   int nmax;
   cnf_real *h;       /* (L, nmax, H) post-ReLU activations of the last forward */
-  cnf_real *dh;      /* (2, nmax, H) backward scratch */
+  cnf_real *dh;      /* (2, MADE_ROW_TILE, H) backward scratch */
   int seq_nmax, seq_n;
   cnf_real *seq_h;   /* (L, seq_nmax, H) activations of the sequential pass */
   const cnf_real *seq_c;
@@ -130,7 +137,10 @@ static int made_layer_blocks(made_layer *ly) {
     for (int j = 0; j < i; j++) {
       const int rows = gstart[i] - gstart[j];
       const double cost =
-          k == 0 ? 0.0 : (double)(rows + MADE_BLOCK_ROW_PAD) * (double)(k + MADE_BLOCK_COL_PAD);
+          k == 0 ? 0.0
+                 : (double)(rows > MADE_BLOCK_MIN_ROWS ? rows : MADE_BLOCK_MIN_ROWS) *
+                           (double)(k + MADE_BLOCK_COL_PAD) +
+                       MADE_BLOCK_CALL;
       if (best[j] + cost < best[i]) {
         best[i] = best[j] + cost;
         from[i] = j;
@@ -293,7 +303,7 @@ int cnf_made_reserve(cnf_made *m, int nmax) {
   free(m->dh);
   m->nmax = 0;
   m->h = cnf_aligned_alloc(sizeof(cnf_real) * (size_t)m->L * nmax * m->H);
-  m->dh = cnf_aligned_alloc(sizeof(cnf_real) * 2 * (size_t)nmax * m->H);
+  m->dh = cnf_aligned_alloc(sizeof(cnf_real) * 2 * (size_t)MADE_ROW_TILE * m->H);
   if (!m->h || !m->dh) {
     free(m->h);
     free(m->dh);
@@ -305,7 +315,8 @@ int cnf_made_reserve(cnf_made *m, int nmax) {
 }
 
 /* ---- layer kernels --------------------------------------------------------------------------- */
-/* y (n, rows; ldy) += in (n, :; ldin) W^T over the prefix blocks (W = params + off_w). */
+/* y (n, rows; ldy) += in (n, :; ldin) W^T over the prefix blocks (W = params + off_w).
+ * Always beta = 1: OpenBLAS implements beta = 0 as an extra pass over the output. */
 static void made_layer_forward(const made_layer *ly, const cnf_real *W, int n,
                                const cnf_real *in, int ldin, cnf_real *y, int ldy) {
   for (int b = 0; b < ly->nblk; b++) {
@@ -317,15 +328,16 @@ static void made_layer_forward(const made_layer *ly, const cnf_real *W, int n,
   }
 }
 
-/* din (n, :; ldin) += g (n, rows; ldg) W over the prefix blocks. */
+/* din (n, cols) = g (n, rows; ldg) W over the prefix blocks, OVERWRITTEN (din contiguous). */
 static void made_layer_backward_input(const made_layer *ly, const cnf_real *W, int n,
-                                      const cnf_real *g, int ldg, cnf_real *din, int ldin) {
+                                      const cnf_real *g, int ldg, int cols, cnf_real *din) {
+  memset(din, 0, sizeof(cnf_real) * (size_t)n * cols);
   for (int b = 0; b < ly->nblk; b++) {
     const made_block *bk = &ly->blk[b];
     if (bk->k == 0)
       continue;
     MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, bk->k, bk->r1 - bk->r0, 1,
-              g + bk->r0, ldg, W + (size_t)bk->r0 * ly->ld, ly->ld, 1, din, ldin);
+              g + bk->r0, ldg, W + (size_t)bk->r0 * ly->ld, ly->ld, 1, din, cols);
   }
 }
 
@@ -345,9 +357,14 @@ static void made_layer_backward_weight(const made_layer *ly, int n, const cnf_re
 }
 
 /* y[i, 0:cols] = bias for every row i. */
-static void made_broadcast_bias(int n, int cols, const cnf_real *bias, cnf_real *y, int ldy) {
-  for (int i = 0; i < n; i++)
-    memcpy(y + (size_t)i * ldy, bias, sizeof(cnf_real) * (size_t)cols);
+static void made_broadcast_bias(int n, int cols, const cnf_real *restrict bias,
+                                cnf_real *restrict y, int ldy) {
+  /* a plain loop: rows are short, and a memcpy call per row costs more than the copy */
+  for (int i = 0; i < n; i++) {
+    cnf_real *restrict row = y + (size_t)i * ldy;
+    for (int j = 0; j < cols; j++)
+      row[j] = bias[j];
+  }
 }
 
 static void made_relu(int n, int cols, cnf_real *y, int ldy) {
@@ -356,12 +373,6 @@ static void made_relu(int n, int cols, cnf_real *y, int ldy) {
     for (int j = 0; j < cols; j++)
       row[j] = row[j] > 0 ? row[j] : 0;
   }
-}
-
-/* g (n, H) *= relu'(pre) where h = relu(pre) is the cached activation. */
-static void made_relu_backward(size_t count, const cnf_real *h, cnf_real *g) {
-  for (size_t i = 0; i < count; i++)
-    g[i] = h[i] > 0 ? g[i] : 0;
 }
 
 /* db (cols) += column sums of g (n, cols). */
@@ -373,34 +384,105 @@ static void made_bias_backward(int n, int cols, const cnf_real *g, cnf_real *db)
   }
 }
 
+/* g (n, cols) *= relu'(pre) where h = relu(pre) is the cached activation, then
+ * db (cols) += column sums of g: one pass over g. */
+static void made_relu_bias_backward(int n, int cols, const cnf_real *h, cnf_real *g,
+                                    cnf_real *db) {
+  for (int i = 0; i < n; i++) {
+    cnf_real *row = g + (size_t)i * cols;
+    const cnf_real *hrow = h + (size_t)i * cols;
+    for (int j = 0; j < cols; j++) {
+      row[j] = hrow[j] > 0 ? row[j] : 0;
+      db[j] += row[j];
+    }
+  }
+}
+
 /* ---- forward / backward ---------------------------------------------------------------------- */
-int cnf_made_forward(cnf_made *m, const cnf_real *params, int n, const cnf_real *x,
-                     const cnf_real *c, cnf_real *out) {
-  CNF_CALL(cnf_made_reserve(m, n));
+/* Forward pass of nt rows starting at row i0 of the batch (x, c, out point at row i0). */
+static void made_forward_tile(cnf_made *m, const cnf_real *params, int i0, int nt,
+                              const cnf_real *x, const cnf_real *c, cnf_real *out) {
   const int D = m->D, C = m->C, H = m->H, L = m->L, DP = m->D * m->P;
+  const size_t stride = (size_t)m->nmax * H;
   for (int l = 0; l < L; l++) {
     const made_layer *ly = &m->layer[l];
     const cnf_real *W = params + ly->off_w;
-    cnf_real *h = m->h + (size_t)l * m->nmax * H;
-    made_broadcast_bias(n, H, params + ly->off_b, h, H);
+    cnf_real *h = m->h + (size_t)l * stride + (size_t)i0 * H;
+    made_broadcast_bias(nt, H, params + ly->off_b, h, H);
     if (l == 0) {
       if (C > 0)
-        MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, n, H, C, 1, c, C, W + D, ly->ld, 1, h,
-                  H);
-      made_layer_forward(ly, W, n, x, D, h, H);
+        MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nt, H, C, 1, c, C, W + D, ly->ld, 1,
+                  h, H);
+      made_layer_forward(ly, W, nt, x, D, h, H);
     } else {
-      made_layer_forward(ly, W, n, h - (size_t)m->nmax * H, H, h, H);
+      made_layer_forward(ly, W, nt, h - stride, H, h, H);
     }
-    made_relu(n, H, h, H);
+    made_relu(nt, H, h, H);
   }
   const made_layer *lo = &m->layer[L];
-  made_broadcast_bias(n, DP, params + lo->off_b, out, DP);
+  made_broadcast_bias(nt, DP, params + lo->off_b, out, DP);
   if (C > 0)
-    MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, n, DP, C, 1, c, C, params + m->off_wc, C,
+    MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nt, DP, C, 1, c, C, params + m->off_wc, C,
               1, out, DP);
-  made_layer_forward(lo, params + lo->off_w, n, m->h + (size_t)(L - 1) * m->nmax * H, H, out,
-                     DP);
+  made_layer_forward(lo, params + lo->off_w, nt, m->h + (size_t)(L - 1) * stride + (size_t)i0 * H,
+                     H, out, DP);
+}
+
+int cnf_made_forward(cnf_made *m, const cnf_real *params, int n, const cnf_real *x,
+                     const cnf_real *c, cnf_real *out) {
+  CNF_CALL(cnf_made_reserve(m, n));
+  for (int i0 = 0; i0 < n; i0 += MADE_ROW_TILE) {
+    const int nt = n - i0 < MADE_ROW_TILE ? n - i0 : MADE_ROW_TILE;
+    made_forward_tile(m, params, i0, nt, x + (size_t)i0 * m->D,
+                      m->C > 0 ? c + (size_t)i0 * m->C : NULL, out + (size_t)i0 * m->D * m->P);
+  }
   return 0;
+}
+
+/* Backward pass of the nt rows starting at row i0 (x, c, dout, dx, dc point at row i0). */
+static void made_backward_tile(cnf_made *m, const cnf_real *params, int i0, int nt,
+                               const cnf_real *x, const cnf_real *c, const cnf_real *dout,
+                               cnf_real *grads, cnf_real *dx, cnf_real *dc) {
+  const int D = m->D, C = m->C, H = m->H, L = m->L, DP = m->D * m->P;
+  const size_t stride = (size_t)m->nmax * H, rows = (size_t)i0 * H;
+  /* output layer: out = h_{L-1} Wout^T + bout + c Wc^T */
+  const made_layer *lo = &m->layer[L];
+  const cnf_real *hl = m->h + (size_t)(L - 1) * stride + rows;
+  made_layer_backward_weight(lo, nt, dout, DP, hl, H, grads + lo->off_w);
+  made_bias_backward(nt, DP, dout, grads + lo->off_b);
+  if (C > 0) {
+    MADE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, DP, C, nt, 1, dout, DP, c, C, 1,
+              grads + m->off_wc, C);
+    if (dc)
+      MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, C, DP, 1, dout, DP,
+                params + m->off_wc, C, 1, dc, C);
+  }
+  cnf_real *g = m->dh, *g_next = m->dh + (size_t)MADE_ROW_TILE * H;
+  made_layer_backward_input(lo, params + lo->off_w, nt, dout, DP, H, g);
+  made_relu_bias_backward(nt, H, hl, g, grads + m->layer[L - 1].off_b);
+  /* hidden layers L-1 .. 1: h_l = relu(h_{l-1} W_l^T + b_l); g = dL/dpre_l */
+  for (int l = L - 1; l >= 1; l--) {
+    const made_layer *ly = &m->layer[l];
+    const cnf_real *hin = m->h + (size_t)(l - 1) * stride + rows;
+    made_layer_backward_weight(ly, nt, g, H, hin, H, grads + ly->off_w);
+    made_layer_backward_input(ly, params + ly->off_w, nt, g, H, H, g_next);
+    made_relu_bias_backward(nt, H, hin, g_next, grads + m->layer[l - 1].off_b);
+    cnf_real *t = g;
+    g = g_next;
+    g_next = t;
+  }
+  /* layer 0: h_0 = relu([x, c] W0^T + b0) */
+  const made_layer *l0 = &m->layer[0];
+  made_layer_backward_weight(l0, nt, g, H, x, D, grads + l0->off_w);
+  if (C > 0) {
+    MADE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, H, C, nt, 1, g, H, c, C, 1,
+              grads + l0->off_w + D, l0->ld);
+    if (dc)
+      MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, C, H, 1, g, H,
+                params + l0->off_w + D, l0->ld, 1, dc, C);
+  }
+  if (dx)
+    made_layer_backward_input(l0, params + l0->off_w, nt, g, H, D, dx);
 }
 
 int cnf_made_backward(cnf_made *m, const cnf_real *params, int n, const cnf_real *x,
@@ -409,51 +491,12 @@ int cnf_made_backward(cnf_made *m, const cnf_real *params, int n, const cnf_real
   if (n > m->nmax)
     return cnf_error_set(CNF_ERR_STATE, "MADE backward: batch %d larger than the last forward "
                                         "could cache (%d)", n, m->nmax);
-  const int D = m->D, C = m->C, H = m->H, L = m->L, DP = m->D * m->P;
-  const size_t stride = (size_t)m->nmax * H, cnt = (size_t)n * H;
-  /* output layer: out = h_{L-1} Wout^T + bout + c Wc^T */
-  const made_layer *lo = &m->layer[L];
-  const cnf_real *hl = m->h + (size_t)(L - 1) * stride;
-  made_layer_backward_weight(lo, n, dout, DP, hl, H, grads + lo->off_w);
-  made_bias_backward(n, DP, dout, grads + lo->off_b);
-  if (C > 0) {
-    MADE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, DP, C, n, 1, dout, DP, c, C, 1,
-              grads + m->off_wc, C);
-    if (dc)
-      MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, DP, 1, dout, DP,
-                params + m->off_wc, C, 1, dc, C);
-  }
-  cnf_real *g = m->dh, *g_next = m->dh + stride;
-  memset(g, 0, sizeof(cnf_real) * cnt);
-  made_layer_backward_input(lo, params + lo->off_w, n, dout, DP, g, H);
-  made_relu_backward(cnt, hl, g);
-  /* hidden layers L-1 .. 1: h_l = relu(h_{l-1} W_l^T + b_l) */
-  for (int l = L - 1; l >= 1; l--) {
-    const made_layer *ly = &m->layer[l];
-    const cnf_real *hin = m->h + (size_t)(l - 1) * stride;
-    made_layer_backward_weight(ly, n, g, H, hin, H, grads + ly->off_w);
-    made_bias_backward(n, H, g, grads + ly->off_b);
-    memset(g_next, 0, sizeof(cnf_real) * cnt);
-    made_layer_backward_input(ly, params + ly->off_w, n, g, H, g_next, H);
-    made_relu_backward(cnt, hin, g_next);
-    cnf_real *t = g;
-    g = g_next;
-    g_next = t;
-  }
-  /* layer 0: h_0 = relu([x, c] W0^T + b0) */
-  const made_layer *l0 = &m->layer[0];
-  made_layer_backward_weight(l0, n, g, H, x, D, grads + l0->off_w);
-  made_bias_backward(n, H, g, grads + l0->off_b);
-  if (C > 0) {
-    MADE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, H, C, n, 1, g, H, c, C, 1,
-              grads + l0->off_w + D, l0->ld);
-    if (dc)
-      MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, H, 1, g, H,
-                params + l0->off_w + D, l0->ld, 1, dc, C);
-  }
-  if (dx) {
-    memset(dx, 0, sizeof(cnf_real) * (size_t)n * D);
-    made_layer_backward_input(l0, params + l0->off_w, n, g, H, dx, D);
+  const int D = m->D, C = m->C, DP = m->D * m->P;
+  for (int i0 = 0; i0 < n; i0 += MADE_ROW_TILE) {
+    const int nt = n - i0 < MADE_ROW_TILE ? n - i0 : MADE_ROW_TILE;
+    made_backward_tile(m, params, i0, nt, x + (size_t)i0 * D, C > 0 ? c + (size_t)i0 * C : NULL,
+                       dout + (size_t)i0 * DP, grads, dx ? dx + (size_t)i0 * D : NULL,
+                       dc ? dc + (size_t)i0 * C : NULL);
   }
   return 0;
 }

@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +19,8 @@
 enum { DS_ENERGY = 0, DS_SHOWERS, DS_COND, DS_TRUTH, DS_FULL, DS_COUNT };
 enum { SUB_UPSTREAM = 0, SUB_BREM = 1, SUB_NOISE = 2, SUB_RESPONSE = 3, SUB_SHOWER0 = 16 };
 
-#define OPT(field, type, help) {"photon_" #field, type, offsetof(photon_opts, field), help}
+#define OPT(field, type, help)                                                                     \
+  { "photon_" #field, type, offsetof(photon_opts, field), help }
 static const cnf_option photon_options[] = {
     OPT(n_events, CNF_OPT_INT64, "number of showers (default 1000000)"),
     OPT(seed, CNF_OPT_INT64, "random seed: row i depends only on (seed, i) (default 1)"),
@@ -31,25 +33,34 @@ static const cnf_option photon_options[] = {
     OPT(field, CNF_OPT_REAL, "magnetic field along +x, T (default 4)"),
     OPT(x0_fe, CNF_OPT_REAL, "radiation length of iron, mm (default 17.57)"),
     OPT(dedx_fe, CNF_OPT_REAL, "minimum ionisation loss in iron, MeV/cm (default 11.4)"),
-    OPT(source_dist, CNF_OPT_REAL, "photon gun distance to the calorimeter face, mm (default 1290)"),
+    OPT(source_dist, CNF_OPT_REAL,
+        "photon gun distance to the calorimeter face, mm (default 1290)"),
     OPT(source_sigma, CNF_OPT_REAL, "Gaussian transverse spread of the gun, mm (default 44)"),
     OPT(smear_both, CNF_OPT_BOOL, "[CHOSEN] smear the gun in y too, not only x (default 0)"),
-    OPT(window_long, CNF_OPT_STRING, "[CHOSEN] axis of the window's 16-crystal side: y|x (default y)"),
+    OPT(window_long, CNF_OPT_STRING,
+        "[CHOSEN] axis of the window's 16-crystal side: y|x (default y)"),
     OPT(window_quirk, CNF_OPT_BOOL, "ParaFlow corner loop omitting the last corner (default 0)"),
     OPT(brem_split, CNF_OPT_INT, "[CHOSEN] photons per brem emission, 1..64 (default 1)"),
-    OPT(brem_position, CNF_OPT_REAL, "[CHOSEN] brem emission point, fraction of the remaining path (default 0.5)"),
-    OPT(brem_reconvert, CNF_OPT_BOOL, "[CHOSEN] let brem photons convert in the remaining iron (default 0)"),
-    OPT(ms_momentum, CNF_OPT_STRING, "[CHOSEN] multiple-scattering momentum: geometric|in|out (default geometric)"),
+    OPT(brem_position, CNF_OPT_REAL,
+        "[CHOSEN] brem emission point, fraction of the remaining path (default 0.5)"),
+    OPT(brem_reconvert, CNF_OPT_BOOL,
+        "[CHOSEN] let brem photons convert in the remaining iron (default 0)"),
+    OPT(ms_momentum, CNF_OPT_STRING,
+        "[CHOSEN] multiple-scattering momentum: geometric|in|out (default geometric)"),
     OPT(conv_tsai, CNF_OPT_BOOL, "energy-dependent pair mean free path (Tsai fit) (default 0)"),
     OPT(gflash, CNF_OPT_STRING, "GFlash parameter set: cms|g4 (default cms)"),
-    OPT(spot_profile, CNF_OPT_STRING, "spot longitudinal profile: average (CMS)|fluctuated (Geant4) (default average)"),
+    OPT(spot_profile, CNF_OPT_STRING,
+        "spot longitudinal profile: average (CMS)|fluctuated (Geant4) (default average)"),
     OPT(gflash_step, CNF_OPT_REAL, "GFlash integration step, X0(PbWO4) (default 0.1)"),
     OPT(max_spots, CNF_OPT_INT, "cap on spots per shower, 0 = none (default 0)"),
     OPT(store_full, CNF_OPT_BOOL, "write images_full (N,576): 2.3 kB per shower (default 1)"),
-    OPT(noise_max, CNF_OPT_REAL, "uniform electronic noise U(0, max) per crystal, keV (default 20)"),
-    OPT(noise_placement, CNF_OPT_STRING, "[CHOSEN] noise on the cropped window or on the full image: window|full (default window)"),
+    OPT(noise_max, CNF_OPT_REAL,
+        "uniform electronic noise U(0, max) per crystal, keV (default 20)"),
+    OPT(noise_placement, CNF_OPT_STRING,
+        "[CHOSEN] noise on the cropped window or on the full image: window|full (default window)"),
     OPT(calo_res, CNF_OPT_STRING, "detector-response stage: off|cms (default off)"),
-    OPT(res_stochastic, CNF_OPT_REAL, "response: per-crystal sigma = a sqrt(E/GeV) GeV, a (default 0.028)"),
+    OPT(res_stochastic, CNF_OPT_REAL,
+        "response: per-crystal sigma = a sqrt(E/GeV) GeV, a (default 0.028)"),
     OPT(res_noise, CNF_OPT_REAL, "response: Gaussian noise per crystal, MeV (default 24)"),
     OPT(res_constant, CNF_OPT_REAL, "response: event-wide scale sigma (default 0.003)"),
 };
@@ -104,13 +115,15 @@ static int check_range(const char *what, double lo, double hi, double min_allowe
     return cnf_error_set(CNF_ERR_ARG, "calo-photon: %s minimum %g must be %s %g", what, lo,
                          strict ? ">" : ">=", min_allowed);
   if (lo > hi)
-    return cnf_error_set(CNF_ERR_ARG, "calo-photon: %s range inverted (min %g > max %g)", what, lo, hi);
+    return cnf_error_set(CNF_ERR_ARG, "calo-photon: %s range inverted (min %g > max %g)", what, lo,
+                         hi);
   return 0;
 }
 
 static int photon_validate(const photon_opts *o, photon_state *st) {
   if (o->n_events < 1)
-    return cnf_error_set(CNF_ERR_ARG, "calo-photon: -photon_n_events must be >= 1 (got %lld)",
+    return cnf_error_set(CNF_ERR_ARG,
+                         "calo-photon: the number of events (-n) must be >= 1 (got %lld)",
                          (long long)o->n_events);
   CNF_CALL(check_range("energy (-photon_e_min/-photon_e_max, GeV)", o->e_min, o->e_max, 0.0, 1));
   CNF_CALL(check_range("thickness (-photon_d_min/-photon_d_max, X0)", o->d_min, o->d_max, 0.0, 0));
@@ -118,17 +131,24 @@ static int photon_validate(const photon_opts *o, photon_state *st) {
   if (!(o->x0_fe > 0.0) || !isfinite(o->x0_fe))
     return cnf_error_set(CNF_ERR_ARG, "calo-photon: -photon_x0_fe must be > 0 mm");
   if (10.0 * o->b_min - 0.5 * o->d_max * o->x0_fe <= 0.0)
-    return cnf_error_set(CNF_ERR_ARG, "calo-photon: the plate overlaps the calorimeter (b_min too small for d_max)");
+    return cnf_error_set(
+        CNF_ERR_ARG, "calo-photon: the plate overlaps the calorimeter (b_min too small for d_max)");
   if (!(o->source_dist > 10.0 * o->b_max + 0.5 * o->d_max * o->x0_fe) || !isfinite(o->source_dist))
-    return cnf_error_set(CNF_ERR_ARG, "calo-photon: -photon_source_dist %g mm must lie in front of the plate", o->source_dist);
+    return cnf_error_set(CNF_ERR_ARG,
+                         "calo-photon: -photon_source_dist %g mm must lie in front of the plate",
+                         o->source_dist);
   if (!isfinite(o->field))
     return cnf_error_set(CNF_ERR_ARG, "calo-photon: -photon_field must be finite");
   if (!(o->dedx_fe >= 0.0) || !(o->source_sigma >= 0.0) || !(o->noise_max >= 0.0) ||
       !(o->res_stochastic >= 0.0) || !(o->res_noise >= 0.0) || !(o->res_constant >= 0.0) ||
-      !isfinite(o->dedx_fe + o->source_sigma + o->noise_max + o->res_stochastic + o->res_noise + o->res_constant))
-    return cnf_error_set(CNF_ERR_ARG, "calo-photon: dedx_fe, source_sigma, noise_max and res_* must be finite and >= 0");
+      !isfinite(o->dedx_fe + o->source_sigma + o->noise_max + o->res_stochastic + o->res_noise +
+                o->res_constant))
+    return cnf_error_set(
+        CNF_ERR_ARG,
+        "calo-photon: dedx_fe, source_sigma, noise_max and res_* must be finite and >= 0");
   if (o->brem_split < 1 || o->brem_split > 64)
-    return cnf_error_set(CNF_ERR_ARG, "calo-photon: -photon_brem_split must be in 1..64 (got %d)", o->brem_split);
+    return cnf_error_set(CNF_ERR_ARG, "calo-photon: -photon_brem_split must be in 1..64 (got %d)",
+                         o->brem_split);
   if (!(o->brem_position >= 0.0 && o->brem_position <= 1.0))
     return cnf_error_set(CNF_ERR_ARG, "calo-photon: -photon_brem_position must be in [0, 1]");
   if (!(o->gflash_step > 0.0 && o->gflash_step <= 1.0))
@@ -162,17 +182,36 @@ static const char *const energy_names[] = {"energy"};
 static const char *const cond_names[] = {"thickness", "distance", "energy"};
 static const char *const cond_units[] = {"X0", "cm", "MeV"};
 enum {
-  T_CONVERTED, T_CONV_DEPTH, T_X_MINUS, T_WIN_IY0, T_WIN_IX0, T_E_DEPOSIT, T_E_WINDOW, T_E_REAR,
-  T_E_LATERAL, T_E_CURL, T_E_PLATE, T_E_BREM, T_E_MINUS, T_E_PLUS, T_Y_MINUS, T_Y_PLUS,
-  T_SOURCE_X, T_SOURCE_Y, T_N_SPOTS, T_N_SHOWERS, T_COUNT
+  T_CONVERTED,
+  T_CONV_DEPTH,
+  T_X_MINUS,
+  T_WIN_IY0,
+  T_WIN_IX0,
+  T_E_DEPOSIT,
+  T_E_WINDOW,
+  T_E_REAR,
+  T_E_LATERAL,
+  T_E_CURL,
+  T_E_PLATE,
+  T_E_BREM,
+  T_E_MINUS,
+  T_E_PLUS,
+  T_Y_MINUS,
+  T_Y_PLUS,
+  T_SOURCE_X,
+  T_SOURCE_Y,
+  T_N_SPOTS,
+  T_N_SHOWERS,
+  T_COUNT
 };
 static const char *const truth_names[T_COUNT] = {
-    "converted", "conv_depth", "x_minus", "window_iy0", "window_ix0", "e_deposit", "e_window",
-    "e_leak_rear", "e_leak_lateral", "e_curl", "e_plate", "e_brem", "e_minus_face", "e_plus_face",
-    "y_minus_face", "y_plus_face", "source_x", "source_y", "n_spots", "n_showers"};
+    "converted",   "conv_depth", "x_minus",      "window_iy0",     "window_ix0",
+    "e_deposit",   "e_window",   "e_leak_rear",  "e_leak_lateral", "e_curl",
+    "e_plate",     "e_brem",     "e_minus_face", "e_plus_face",    "y_minus_face",
+    "y_plus_face", "source_x",   "source_y",     "n_spots",        "n_showers"};
 static const char *const truth_units[T_COUNT] = {
-    "", "X0", "", "crystal", "crystal", "MeV", "MeV", "MeV", "MeV", "MeV", "MeV", "MeV", "MeV",
-    "MeV", "mm", "mm", "mm", "mm", "", ""};
+    "",    "X0",  "",    "crystal", "crystal", "MeV", "MeV", "MeV", "MeV", "MeV",
+    "MeV", "MeV", "MeV", "MeV",     "mm",      "mm",  "mm",  "mm",  "",    ""};
 
 static void photon_describe(const photon_opts *o, photon_state *st, cnf_sim_desc *desc) {
   for (int i = 0; i < PHOTON_NPIX; i++)
@@ -180,30 +219,41 @@ static void photon_describe(const photon_opts *o, photon_state *st, cnf_sim_desc
   memset(desc, 0, sizeof *desc);
   desc->n_events = (uint64_t)o->n_events;
   desc->n_datasets = o->store_full ? DS_COUNT : DS_FULL;
-  desc->datasets[DS_ENERGY] = (cnf_dataset_schema){
-      "incident_energies", 1, CNF_DTYPE_F64, energy_names, st->units_mev,
-      "photon energy in MeV (CaloChallenge convention)"};
-  desc->datasets[DS_SHOWERS] = (cnf_dataset_schema){
-      "showers", PHOTON_NWIN, CNF_DTYPE_F32, NULL, st->units_mev,
-      st->win_ny == PHOTON_WIN_LONG
-          ? "crystal energies (MeV, with noise) of the 16(y) x 8(x) window of maximal sum, row-major "
-            "[jy][jx]: column = jy*8 + jx, y = bending axis (e+ to +y), x = field axis"
-          : "crystal energies (MeV, with noise) of the 8(y) x 16(x) window of maximal sum, row-major "
-            "[jy][jx]: column = jy*16 + jx, y = bending axis (e+ to +y), x = field axis"};
-  desc->datasets[DS_FULL] = (cnf_dataset_schema){
-      "images_full", PHOTON_NPIX, CNF_DTYPE_F32, NULL, st->units_mev,
-      st->noise_full ? "all 24 x 24 crystal energies (MeV, with noise), row-major [iy][ix]: column = "
-                       "iy*24 + ix, iy = floor((y + 264 mm)/22 mm), ix likewise in x"
-                     : "all 24 x 24 crystal energies (MeV, no noise: noise is added after cropping), "
-                       "row-major [iy][ix]: column = iy*24 + ix, iy = floor((y + 264 mm)/22 mm)"};
-  desc->datasets[DS_COND] = (cnf_dataset_schema){
-      "conditions", 3, CNF_DTYPE_F64, cond_names, cond_units,
-      "plate thickness (X0 of iron), plate-centre distance to the calorimeter (cm), photon energy (MeV)"};
+  desc->datasets[DS_ENERGY] =
+      (cnf_dataset_schema){"incident_energies", 1,
+                           CNF_DTYPE_F64,       energy_names,
+                           st->units_mev,       "photon energy in MeV (CaloChallenge convention)"};
+  const char *resp = st->res_cms ? ", after the cms response stage (values can be negative)" : "";
+  snprintf(st->text_showers, sizeof st->text_showers,
+           "crystal energies (MeV, with noise%s) of the %d(y) x %d(x) window of maximal sum, "
+           "row-major [jy][jx]: column = jy*%d + jx; y = bending axis (e+ to +y), x = field axis",
+           resp, st->win_ny, st->win_nx, st->win_nx);
+  snprintf(st->text_full, sizeof st->text_full,
+           "all 24 x 24 crystal energies (MeV, %s%s), row-major [iy][ix]: column = iy*24 + ix, "
+           "iy = floor((y + 264 mm)/22 mm), ix likewise in x",
+           st->noise_full ? "with noise" : "no noise: noise is added after cropping", resp);
+  desc->datasets[DS_SHOWERS] = (cnf_dataset_schema){"showers", PHOTON_NWIN,   CNF_DTYPE_F32,
+                                                    NULL,      st->units_mev, st->text_showers};
+  desc->datasets[DS_FULL] = (cnf_dataset_schema){"images_full", PHOTON_NPIX,   CNF_DTYPE_F32,
+                                                 NULL,          st->units_mev, st->text_full};
+  desc->datasets[DS_COND] =
+      (cnf_dataset_schema){"conditions",
+                           3,
+                           CNF_DTYPE_F64,
+                           cond_names,
+                           cond_units,
+                           "plate thickness (X0 of iron), plate-centre distance to the calorimeter "
+                           "(cm), photon energy (MeV)"};
   desc->datasets[DS_TRUTH] = (cnf_dataset_schema){
-      "truth", T_COUNT, CNF_DTYPE_F64, truth_names, truth_units,
+      "truth",
+      T_COUNT,
+      CNF_DTYPE_F64,
+      truth_names,
+      truth_units,
       "per-shower truth: conversion (flag, depth from the plate front face in X0 or -1, E-/E), "
       "window corner, noise-free deposited/window energy, leakage, curled and plate losses "
-      "(deposit + leaks + curl + plate = E), primary pair at the face, gun position, spot count"};
+      "(deposit + leaks + curl + plate = E), primary pair at the face (0 when absent), gun "
+      "position, spot and shower counts"};
 }
 
 static int photon_setup(const void *opts, uint64_t first, uint64_t count, cnf_sim_desc *desc,
@@ -257,9 +307,17 @@ static int photon_event(const void *opts, void *state, uint64_t index, double *c
   double deposit[PHOTON_NPIX] = {0}, image[PHOTON_NPIX];
   photon_tally tally = {0};
   double thick = d * o->x0_fe;
-  photon_event_ctx ctx = {.o = o, .st = st, .r = &r, .gsl = st->gsl, .seed = seed, .index = index,
-                          .next_sub = SUB_SHOWER0, .z_in = -10.0 * b - 0.5 * thick,
-                          .z_out = -10.0 * b + 0.5 * thick, .image = deposit, .tally = &tally};
+  photon_event_ctx ctx = {.o = o,
+                          .st = st,
+                          .r = &r,
+                          .gsl = st->gsl,
+                          .seed = seed,
+                          .index = index,
+                          .next_sub = SUB_SHOWER0,
+                          .z_in = -10.0 * b - 0.5 * thick,
+                          .z_out = -10.0 * b + 0.5 * thick,
+                          .image = deposit,
+                          .tally = &tally};
   const double entry[3] = {xs, ys, ctx.z_in};
   photon_upstream_truth up;
   CNF_CALL(photon_upstream(&ctx, e, entry, &up));

@@ -77,7 +77,8 @@ static void rotate_dir(const double d[3], double theta, double phi, double out[3
   double n1 = sqrt(e1[0] * e1[0] + e1[1] * e1[1] + e1[2] * e1[2]);
   for (int k = 0; k < 3; k++)
     e1[k] /= n1;
-  double e2[3] = {d[1] * e1[2] - d[2] * e1[1], d[2] * e1[0] - d[0] * e1[2], d[0] * e1[1] - d[1] * e1[0]};
+  double e2[3] = {d[1] * e1[2] - d[2] * e1[1], d[2] * e1[0] - d[0] * e1[2],
+                  d[0] * e1[1] - d[1] * e1[0]};
   double st = sin(theta), ct = cos(theta), sp = sin(phi), cp = cos(phi);
   for (int k = 0; k < 3; k++)
     out[k] = ct * d[k] + st * (cp * e1[k] + sp * e2[k]);

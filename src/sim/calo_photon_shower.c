@@ -7,10 +7,10 @@
 #include <math.h>
 
 /* 4-point Gauss-Legendre nodes/weights on [0, 1] (weights sum to 1) */
-static const double gl_node[4] = {0.06943184420297371, 0.33000947820757187,
-                                  0.66999052179242813, 0.93056815579702629};
-static const double gl_weight[4] = {0.17392742256872692, 0.32607257743127308,
-                                    0.32607257743127308, 0.17392742256872692};
+const double photon_gl_node[4] = {0.06943184420297371, 0.33000947820757187, 0.66999052179242813,
+                                  0.93056815579702629};
+static const double gl_weight[4] = {0.17392742256872692, 0.32607257743127308, 0.32607257743127308,
+                                    0.17392742256872692};
 
 /* GFlash guards (spec step 7): below 50 MeV a single spot 1 X0 deep; the last <10 MeV of a
  * shower goes into the current step. */
@@ -18,34 +18,27 @@ static const double gl_weight[4] = {0.17392742256872692, 0.32607257743127308,
 #define SHOWER_E_REST 0.01
 
 typedef struct shower_radial {
-  double z1, z2;             /* R_C = z1 + z2 tau (Moliere radii) */
-  double k1, k2, k3, k4;     /* R_T = k1 (e^{k3 (tau - k2)} + e^{k4 (tau - k2)}) */
-  double p1, p2, p3;         /* core probability p(tau) */
+  double z1, z2; /* R_C = z1 + z2 tau (Moliere radii) */
+  double k1, k2, k3, k4; /* R_T = k1 (e^{k3 (tau - k2)} + e^{k4 (tau - k2)}) */
+  double p1, p2, p3; /* core probability p(tau) */
 } shower_radial;
 
-/* A Gamma(alpha, beta) depth profile: P(alpha, beta t) increments over the integration steps.
- * The first step [0, dt] uses the exact regularised incomplete gamma (the density may be
- * singular-ish at t = 0); later steps integrate the smooth density with 4-point Gauss-Legendre,
- * an order of magnitude cheaper than gsl_sf_gamma_inc_P per step and accurate to ~1e-7 of the
- * step content, which only moves energy between neighbouring 0.1 X0 steps. */
-typedef struct gamma_profile {
-  double alpha, beta, log_norm; /* log_norm = alpha ln beta - lnGamma(alpha) */
-} gamma_profile;
-
-static void gamma_profile_init(gamma_profile *g, double alpha, double beta) {
+void photon_gamma_profile_init(photon_gamma_profile *g, double alpha, double beta) {
   g->alpha = alpha;
   g->beta = beta;
   g->log_norm = alpha * log(beta) - gsl_sf_lngamma(alpha);
 }
 
-/* Content of [t_lo, t_lo + dt]; log_t[j] = ln of node j of that step (shared across profiles). */
-static double gamma_profile_step(const gamma_profile *g, double t_lo, double dt,
+/* The first step [0, dt] uses the exact regularised incomplete gamma (the density may be
+ * singular-ish at t = 0); later steps integrate the smooth density with 4-point Gauss-Legendre,
+ * an order of magnitude cheaper than gsl_sf_gamma_inc_P per step. */
+double photon_gamma_profile_step(const photon_gamma_profile *g, double t_lo, double dt,
                                  const double log_t[4]) {
   if (t_lo == 0.0)
     return gsl_sf_gamma_inc_P(g->alpha, g->beta * dt);
   double s = 0.0;
   for (int j = 0; j < 4; j++) {
-    double t = t_lo + gl_node[j] * dt;
+    double t = t_lo + photon_gl_node[j] * dt;
     s += gl_weight[j] * exp(g->log_norm + (g->alpha - 1.0) * log_t[j] - g->beta * t);
   }
   return s * dt;
@@ -164,12 +157,13 @@ void photon_shower(const photon_opts *o, const photon_state *st, cnf_rng *r,
   double n_e1 = sqrt(e1[0] * e1[0] + e1[1] * e1[1] + e1[2] * e1[2]);
   for (int c = 0; c < 3; c++)
     e1[c] /= n_e1;
-  double e2[3] = {u[1] * e1[2] - u[2] * e1[1], u[2] * e1[0] - u[0] * e1[2], u[0] * e1[1] - u[1] * e1[0]};
+  double e2[3] = {u[1] * e1[2] - u[2] * e1[1], u[2] * e1[0] - u[0] * e1[2],
+                  u[0] * e1[1] - u[1] * e1[0]};
 
   const double dt = o->gflash_step;
-  gamma_profile prof, prof_s;
-  gamma_profile_init(&prof, alpha, beta);
-  gamma_profile_init(&prof_s, alpha_s, beta_s);
+  photon_gamma_profile prof, prof_s;
+  photon_gamma_profile_init(&prof, alpha, beta);
+  photon_gamma_profile_init(&prof_s, alpha_s, beta_s);
   double e_left = e, ps_done = 0.0;
   for (int k = 1; e_left > 0.0; k++) {
     double t_lo = (k - 1) * dt;
@@ -185,9 +179,9 @@ void photon_shower(const photon_opts *o, const photon_state *st, cnf_rng *r,
     }
     double log_t[4];
     for (int j = 0; j < 4; j++)
-      log_t[j] = log(t_lo + gl_node[j] * dt);
-    double dp = gamma_profile_step(&prof, t_lo, dt, log_t);
-    double dps = gamma_profile_step(&prof_s, t_lo, dt, log_t);
+      log_t[j] = log(t_lo + photon_gl_node[j] * dt);
+    double dp = photon_gamma_profile_step(&prof, t_lo, dt, log_t);
+    double dps = photon_gamma_profile_step(&prof_s, t_lo, dt, log_t);
     double de = fmin(e_left, e * dp);
     double n_k = floor(n_spots * dps);
     if (e_left - de < SHOWER_E_REST) {

@@ -52,7 +52,7 @@ static const cnf_option pion_options[] = {
         "[CHOSEN] sigma of the hadronic (binding energy) fluctuation (default 0.10)"),
     OPT("pion_delta_h_min", CNF_OPT_REAL, delta_h_min, "[CHOSEN] its lower clip (default -0.9)"),
     OPT("pion_profile_sigma", CNF_OPT_REAL, profile_sigma,
-        "[CHOSEN] lognormal sigma of the hadronic profile rate d (default 0.15)"),
+        "[CHOSEN] unit-mean lognormal sigma of the hadronic profile rate d (default 0.15)"),
     OPT("pion_profile", CNF_OPT_STRING, profile,
         "split (GFlash prompt EM + Bock lambda term) | bock (two-term average) (default split)"),
     OPT("pion_sampling", CNF_OPT_BOOL, sampling, "Gamma sampling fluctuations (default true)"),

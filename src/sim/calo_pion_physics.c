@@ -4,6 +4,7 @@
 
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
+#include <gsl/gsl_sf_gamma.h>
 #include <math.h>
 #include <string.h>
 
@@ -122,7 +123,7 @@ double pion_sample_energy(const pion_opts *o, cnf_rng *r) {
  * contained fraction (1 - leakage). */
 static double pion_profile_layers(double shape, double rate, const double *u_b, double u0,
                                   int k0, double *F) {
-  double lg = lgamma(shape), prev = 0.0;
+  double lg = gsl_sf_lngamma(shape), prev = 0.0; /* not lgamma: it writes the global signgam */
   for (int k = k0; k < PION_NLAYER; k++) {
     double c = pion_gamma_p(shape, lg, rate * fmax(0.0, u_b[k + 1] - u0));
     F[k] = c - prev;

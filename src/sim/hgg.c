@@ -15,7 +15,10 @@
  *   <scen>/target_scaled  f32 (N, 6) target / (20 GeV, 0.01, 0.005): the [-1, 1] space
  * for scen = gauss, corr_a (rho_a), corr_b (rho_b), asym.  No event is dropped here; finalize
  * records on each scenario group how many events the paper's cuts (|dET| > 20 GeV, any
- * |scaled| >= 1) would reject. */
+ * |scaled| >= 1) would reject.  A reco ET below 0 is kept as it is (reco = truth + residual):
+ * it needs dET < -ET < -20 GeV, so those cuts always remove it.
+ * The "fold" column is the authors' 80/10/10 split; the writer's root attribute split_ranges
+ * (contiguous rows) is an independent, alternative split. */
 #include "hgg.h"
 
 #include <hdf5.h>
@@ -388,14 +391,15 @@ static int attr_int64(hid_t obj, const char *name, int n, const int64_t *v) {
   return attr_write(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, n, v);
 }
 
+/* Variable-length UTF-8, like the writer's own string attributes. */
 static int attr_string(hid_t obj, const char *name, const char *value) {
   hid_t t = H5Tcopy(H5T_C_S1);
-  if (t < 0 || H5Tset_size(t, strlen(value) + 1) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
+  if (t < 0 || H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
     if (t >= 0)
       H5Tclose(t);
     return cnf_error_set(CNF_ERR_IO, "hgg: cannot make a string type for attribute '%s'", name);
   }
-  int rc = attr_write(obj, name, t, t, 1, value);
+  int rc = attr_write(obj, name, t, t, 1, &value);
   H5Tclose(t);
   return rc;
 }
