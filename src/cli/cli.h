@@ -11,6 +11,10 @@ typedef struct cnf_command {
   const char *name;
   const char *summary;
   int (*run)(int argc, char **argv);
+  /* 1 if the command returns the same error on every rank (it syncs its status before
+   * collectives): main then prints the message once, on rank 0, and exits 1 without
+   * MPI_Abort.  0: a failing rank prints its message and aborts the job. */
+  int collective_errors;
 } cnf_command;
 
 /* Option helpers: read from the PETSc options database with a default; when -help is given

@@ -20,6 +20,7 @@
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BENCH_MAX_BATCHES 8
@@ -417,13 +418,16 @@ static int bench_write_json(const char *path, const bench_item *items, int n, do
                             const bench_opts *o) {
   char tmp[1100];
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  char when[32];
+  time_t now = time(NULL);
+  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
   FILE *fp = fopen(tmp, "w");
   if (!fp)
     return cnf_error_set(CNF_ERR_IO, "bench: cannot write %s", tmp);
-  fprintf(fp, "{\"meta\": {\"cnflow_version\": \"%s\", \"git_rev\": \"%s\", \"real\": \"%s\", "
+  fprintf(fp, "{\"meta\": {\"finished\": \"%s\", \"cnflow_version\": \"%s\", \"git_rev\": \"%s\", \"real\": \"%s\", "
               "\"blas_threads\": 1, \"seconds_per_measurement\": %g, \"sgemm_gflops\": %.3f, "
               "\"peer\": %s},\n \"results\": [",
-          CNFLOW_VERSION, CNFLOW_GIT_REV, CNF_REAL_IS_DOUBLE ? "double" : "float", o->seconds,
+          when, CNFLOW_VERSION, CNFLOW_GIT_REV, CNF_REAL_IS_DOUBLE ? "double" : "float", o->seconds,
           sgemm, o->peer ? "true" : "false");
   for (int i = 0; i < n; i++) {
     const bench_item *it = &items[i];

@@ -7,9 +7,9 @@
 #include <string.h>
 
 static const cnf_command commands[] = {
-    {"demo", "train a flow on the built-in toy density and print its held-out NLL", cmd_demo},
-    {"generate", "generate a dataset (hgg | calo-photon | calo-pion) into parallel HDF5", cmd_generate},
-    {"bench", "benchmark the flow engine against the PyTorch peer", cmd_bench},
+    {"demo", "train a flow on the built-in toy density and print its held-out NLL", cmd_demo, 1},
+    {"generate", "generate a dataset (hgg | calo-photon | calo-pion) into parallel HDF5", cmd_generate, 1},
+    {"bench", "benchmark the flow engine against the PyTorch peer", cmd_bench, 0},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
@@ -75,9 +75,26 @@ int main(int argc, char **argv) {
     return rc;
   }
 
-  rc = cli_common_setup();
-  if (rc == 0)
+  int collective = 1; /* option errors of the common setup are the same on every rank */
+  if (cli_help_requested()) {
+    /* the command prints its usage header and options first; the common options follow */
     rc = cmd->run(argc - cmd_index, argv + cmd_index);
+    if (rc == 0)
+      rc = cli_common_setup();
+  } else {
+    rc = cli_common_setup();
+    if (rc == 0) {
+      collective = cmd->collective_errors;
+      rc = cmd->run(argc - cmd_index, argv + cmd_index);
+    }
+  }
+  if (rc < 0 && collective) {
+    if (rank == 0)
+      fprintf(stderr, "cnflow: error: %s\n", cnf_error_message()[0] ? cnf_error_message()
+                                                                   : cnf_status_string(rc));
+    PetscFinalize();
+    return 1;
+  }
   if (rc < 0) {
     fprintf(stderr, "cnflow: error: %s\n", cnf_error_message()[0] ? cnf_error_message()
                                                                  : cnf_status_string(rc));

@@ -90,6 +90,9 @@ static int maf_forward(cnf_bijector *b, int n, const cnf_real *x, const cnf_real
                        cnf_real *z, cnf_real *logdet) {
   maf_impl *im = maf_of(b);
   const int D = b->dim;
+  if (b->cond_dim > 0 && !c && n > 0)
+    return cnf_error_set(CNF_ERR_ARG, "%s: %d conditions expected but c is NULL", maf_name(b),
+                         b->cond_dim);
   CNF_CALL(maf_reserve(b, n));
   CNF_CALL(cnf_made_forward(im->made, b->params, n, x, c, im->theta));
   if (im->rqs) {
@@ -196,6 +199,8 @@ static int maf_inverse(cnf_bijector *b, int n, const cnf_real *z, const cnf_real
                        cnf_real *x, cnf_real *logdet) {
   maf_impl *im = maf_of(b);
   const int D = b->dim, C = b->cond_dim;
+  if (C > 0 && !c && n > 0)
+    return cnf_error_set(CNF_ERR_ARG, "%s: %d conditions expected but c is NULL", maf_name(b), C);
   CNF_CALL(maf_reserve_seq(im));
   for (int i0 = 0; i0 < n; i0 += MAF_SEQ_TILE) {
     const int nt = n - i0 < MAF_SEQ_TILE ? n - i0 : MAF_SEQ_TILE;

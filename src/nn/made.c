@@ -21,13 +21,11 @@
 #define MADE_GEMM cblas_sgemm
 #endif
 
-/* Cost model of one block GEMM, in multiply-adds per batch row:
- *     max(rows, MIN_ROWS) * (cols + COL_PAD) + CALL
- * Blocks thinner than MIN_ROWS run at the speed of a MIN_ROWS-wide one (the GEMM kernel's
- * register tile), COL_PAD is the per-row packing work and CALL the per-call overhead. */
-#define MADE_BLOCK_MIN_ROWS 24
-#define MADE_BLOCK_COL_PAD 4
-#define MADE_BLOCK_CALL 200
+/* Cost model of one block GEMM, in multiply-adds per batch row: (rows + R) * (cols + K).  The
+ * pads stand for the lower efficiency of thin GEMMs and the per-call overhead (tuned on the
+ * reference architectures: finer blocks save FLOPs but were not faster). */
+#define MADE_BLOCK_ROW_PAD 16
+#define MADE_BLOCK_COL_PAD 16
 
 /* Rows per tile of the forward and backward passes: one tile's activations of every layer stay
  * in L2 between the layers (large batches are otherwise memory-bound). */
@@ -137,10 +135,7 @@ static int made_layer_blocks(made_layer *ly) {
     for (int j = 0; j < i; j++) {
       const int rows = gstart[i] - gstart[j];
       const double cost =
-          k == 0 ? 0.0
-                 : (double)(rows > MADE_BLOCK_MIN_ROWS ? rows : MADE_BLOCK_MIN_ROWS) *
-                           (double)(k + MADE_BLOCK_COL_PAD) +
-                       MADE_BLOCK_CALL;
+          k == 0 ? 0.0 : (double)(rows + MADE_BLOCK_ROW_PAD) * (double)(k + MADE_BLOCK_COL_PAD);
       if (best[j] + cost < best[i]) {
         best[i] = best[j] + cost;
         from[i] = j;
@@ -357,14 +352,9 @@ static void made_layer_backward_weight(const made_layer *ly, int n, const cnf_re
 }
 
 /* y[i, 0:cols] = bias for every row i. */
-static void made_broadcast_bias(int n, int cols, const cnf_real *restrict bias,
-                                cnf_real *restrict y, int ldy) {
-  /* a plain loop: rows are short, and a memcpy call per row costs more than the copy */
-  for (int i = 0; i < n; i++) {
-    cnf_real *restrict row = y + (size_t)i * ldy;
-    for (int j = 0; j < cols; j++)
-      row[j] = bias[j];
-  }
+static void made_broadcast_bias(int n, int cols, const cnf_real *bias, cnf_real *y, int ldy) {
+  for (int i = 0; i < n; i++)
+    memcpy(y + (size_t)i * ldy, bias, sizeof(cnf_real) * (size_t)cols);
 }
 
 static void made_relu(int n, int cols, cnf_real *y, int ldy) {

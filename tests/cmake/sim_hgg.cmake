@@ -30,3 +30,20 @@ cnflow_hgg_error_test(generate_error_hgg_process 1 "hgg: unknown -hgg_process 'q
                       -n 100 -hgg_process qqH)
 cnflow_hgg_error_test(generate_error_hgg_mu_range 1 "hgg: pile-up range needs 0 <= mu_min"
                       -n 100 -hgg_mu_min -5)
+
+# a 2-rank file read back with h5py: layout, units, reco = truth + target, and the rejected
+# fractions finalize stored (counts summed over the ranks) against a recount from the file
+cnflow_mpi_test(generate_hgg_2ranks 2 $<TARGET_FILE:cnflow> generate hgg -n 20000 -seed 4
+                -progress 0 -o generate_hgg_2ranks.h5)
+set_tests_properties(generate_hgg_2ranks PROPERTIES FIXTURES_SETUP generate_hgg_file
+                     PASS_REGULAR_EXPRESSION "wrote generate_hgg_2ranks.h5: 20000 rows")
+add_test(NAME generate_hgg_h5py_read
+         COMMAND ${CNFLOW_PYTHON} ${CMAKE_SOURCE_DIR}/tests/data/hgg_check_h5py.py
+                 generate_hgg_2ranks.h5 20000)
+set_tests_properties(generate_hgg_h5py_read PROPERTIES FIXTURES_REQUIRED generate_hgg_file
+                     ENVIRONMENT "${CNFLOW_TEST_ENV}" TIMEOUT 60
+                     PASS_REGULAR_EXPRESSION "PASS: hgg file"
+                     WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
+add_test(NAME generate_hgg_cleanup COMMAND ${CMAKE_COMMAND} -E rm -f generate_hgg_2ranks.h5)
+set_tests_properties(generate_hgg_cleanup PROPERTIES FIXTURES_CLEANUP generate_hgg_file
+                     WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
