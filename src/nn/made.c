@@ -57,6 +57,10 @@ struct cnf_made {
   int seq_nmax, seq_n;
   cnf_real *seq_h;   /* (L, seq_nmax, H) activations of the sequential pass */
   const cnf_real *seq_c;
+  /* The condition weights transposed, (C, H) for W0's condition columns and (C, D*P) for Wc,
+   * refreshed by every forward: the condition terms are then computed row by row inside the
+   * bias passes instead of by thin GEMMs.  gct/gcto accumulate their gradients the same way. */
+  cnf_real *wct, *wcto, *gct, *gcto;
 };
 
 /* ---- sizes ----------------------------------------------------------------------------------- */
@@ -182,9 +186,11 @@ int cnf_made_create(int D, int C, int H, int L, int P, cnf_made **out) {
   m->deg = cnf_malloc(sizeof(int) * (size_t)H);
   m->peer = cnf_malloc(sizeof(int) * (size_t)H);
   m->hs = cnf_malloc(sizeof(int) * (size_t)(D + 1));
+  const size_t nct = (size_t)C * H + (size_t)C * D * P;
+  m->wct = cnf_calloc(2 * nct + 1, sizeof(cnf_real));
   m->layer = cnf_calloc((size_t)L + 1, sizeof(made_layer));
   int rc = CNF_ERR_NOMEM;
-  if (!m->deg || !m->peer || !m->hs || !m->layer)
+  if (!m->deg || !m->peer || !m->hs || !m->layer || !m->wct)
     goto fail;
   /* stable counting sort of the peer degrees k mod period + lo */
   const int period = D > 1 ? D - 1 : 1, lo = D > 1 ? 1 : 0;
@@ -222,6 +228,9 @@ int cnf_made_create(int D, int C, int H, int L, int P, cnf_made **out) {
   m->off_wc = off;
   off += (size_t)D * P * C;
   m->n_params = off;
+  m->wcto = m->wct + (size_t)C * H;
+  m->gct = m->wcto + (size_t)C * D * P;
+  m->gcto = m->gct + (size_t)C * H;
   CNF_ASSERT(m->n_params == cnf_made_count_params(D, C, H, L, P));
   *out = m;
   return 0;
@@ -246,6 +255,7 @@ void cnf_made_free(cnf_made **mp) {
   free(m->h);
   free(m->dh);
   free(m->seq_h);
+  free(m->wct);
   free(m);
   *mp = NULL;
 }
@@ -351,10 +361,31 @@ static void made_layer_backward_weight(const made_layer *ly, int n, const cnf_re
   }
 }
 
-/* y[i, 0:cols] = bias for every row i. */
-static void made_broadcast_bias(int n, int cols, const cnf_real *bias, cnf_real *y, int ldy) {
-  for (int i = 0; i < n; i++)
-    memcpy(y + (size_t)i * ldy, bias, sizeof(cnf_real) * (size_t)cols);
+/* y (n, cols; ldy) = bias + c (n, C) wt (C, cols; ldw): the condition part of a layer is
+ * computed in the pass that writes the bias (C is small; C = 0: the bias alone). */
+static void made_bias_cond(int n, int cols, const cnf_real *bias, int C, const cnf_real *c,
+                           const cnf_real *wt, int ldw, cnf_real *y, int ldy) {
+  for (int i = 0; i < n; i++) {
+    cnf_real *row = y + (size_t)i * ldy;
+    memcpy(row, bias, sizeof(cnf_real) * (size_t)cols);
+    for (int k = 0; k < C; k++) {
+      const cnf_real a = c[(size_t)i * C + k], *w = wt + (size_t)k * ldw;
+      for (int j = 0; j < cols; j++)
+        row[j] += a * w[j];
+    }
+  }
+}
+
+/* wct (C, H) and wcto (C, D*P) from the parameters. */
+static void made_pack_cond(cnf_made *m, const cnf_real *params) {
+  const int C = m->C, H = m->H, DP = m->D * m->P, ld0 = m->layer[0].ld;
+  const cnf_real *w0 = params + m->layer[0].off_w + m->D, *wc = params + m->off_wc;
+  for (int k = 0; k < C; k++) {
+    for (int j = 0; j < H; j++)
+      m->wct[(size_t)k * H + j] = w0[(size_t)j * ld0 + k];
+    for (int j = 0; j < DP; j++)
+      m->wcto[(size_t)k * DP + j] = wc[(size_t)j * C + k];
+  }
 }
 
 static void made_relu(int n, int cols, cnf_real *y, int ldy) {
@@ -365,25 +396,29 @@ static void made_relu(int n, int cols, cnf_real *y, int ldy) {
   }
 }
 
-/* db (cols) += column sums of g (n, cols). */
-static void made_bias_backward(int n, int cols, const cnf_real *g, cnf_real *db) {
+/* One pass over a layer's output gradient g (n, cols):
+ *   h != NULL: g_out = g * relu'(pre) (h = relu(pre), the cached activation; g_out may be g),
+ *   db (cols) += column sums, and if C > 0: gt (C, cols) += c^T g (the gradient of the layer's
+ *   transposed condition weights). */
+static void made_bias_cond_backward(int n, int cols, const cnf_real *h, const cnf_real *g,
+                                    cnf_real *g_out, int C, const cnf_real *c, cnf_real *db,
+                                    cnf_real *gt) {
   for (int i = 0; i < n; i++) {
     const cnf_real *row = g + (size_t)i * cols;
+    if (h) {
+      const cnf_real *hrow = h + (size_t)i * cols;
+      cnf_real *orow = g_out + (size_t)i * cols;
+      for (int j = 0; j < cols; j++)
+        orow[j] = hrow[j] > 0 ? row[j] : 0;
+      row = orow;
+    }
     for (int j = 0; j < cols; j++)
       db[j] += row[j];
-  }
-}
-
-/* g (n, cols) *= relu'(pre) where h = relu(pre) is the cached activation, then
- * db (cols) += column sums of g: one pass over g. */
-static void made_relu_bias_backward(int n, int cols, const cnf_real *h, cnf_real *g,
-                                    cnf_real *db) {
-  for (int i = 0; i < n; i++) {
-    cnf_real *row = g + (size_t)i * cols;
-    const cnf_real *hrow = h + (size_t)i * cols;
-    for (int j = 0; j < cols; j++) {
-      row[j] = hrow[j] > 0 ? row[j] : 0;
-      db[j] += row[j];
+    for (int k = 0; k < C; k++) {
+      const cnf_real a = c[(size_t)i * C + k];
+      cnf_real *gk = gt + (size_t)k * cols;
+      for (int j = 0; j < cols; j++)
+        gk[j] += a * row[j];
     }
   }
 }
@@ -398,22 +433,17 @@ static void made_forward_tile(cnf_made *m, const cnf_real *params, int i0, int n
     const made_layer *ly = &m->layer[l];
     const cnf_real *W = params + ly->off_w;
     cnf_real *h = m->h + (size_t)l * stride + (size_t)i0 * H;
-    made_broadcast_bias(nt, H, params + ly->off_b, h, H);
     if (l == 0) {
-      if (C > 0)
-        MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nt, H, C, 1, c, C, W + D, ly->ld, 1,
-                  h, H);
+      made_bias_cond(nt, H, params + ly->off_b, C, c, m->wct, H, h, H);
       made_layer_forward(ly, W, nt, x, D, h, H);
     } else {
+      made_bias_cond(nt, H, params + ly->off_b, 0, NULL, NULL, 0, h, H);
       made_layer_forward(ly, W, nt, h - stride, H, h, H);
     }
     made_relu(nt, H, h, H);
   }
   const made_layer *lo = &m->layer[L];
-  made_broadcast_bias(nt, DP, params + lo->off_b, out, DP);
-  if (C > 0)
-    MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nt, DP, C, 1, c, C, params + m->off_wc, C,
-              1, out, DP);
+  made_bias_cond(nt, DP, params + lo->off_b, C, c, m->wcto, DP, out, DP);
   made_layer_forward(lo, params + lo->off_w, nt, m->h + (size_t)(L - 1) * stride + (size_t)i0 * H,
                      H, out, DP);
 }
@@ -421,6 +451,7 @@ static void made_forward_tile(cnf_made *m, const cnf_real *params, int i0, int n
 int cnf_made_forward(cnf_made *m, const cnf_real *params, int n, const cnf_real *x,
                      const cnf_real *c, cnf_real *out) {
   CNF_CALL(cnf_made_reserve(m, n));
+  made_pack_cond(m, params);
   for (int i0 = 0; i0 < n; i0 += MADE_ROW_TILE) {
     const int nt = n - i0 < MADE_ROW_TILE ? n - i0 : MADE_ROW_TILE;
     made_forward_tile(m, params, i0, nt, x + (size_t)i0 * m->D,
@@ -439,24 +470,22 @@ static void made_backward_tile(cnf_made *m, const cnf_real *params, int i0, int 
   const made_layer *lo = &m->layer[L];
   const cnf_real *hl = m->h + (size_t)(L - 1) * stride + rows;
   made_layer_backward_weight(lo, nt, dout, DP, hl, H, grads + lo->off_w);
-  made_bias_backward(nt, DP, dout, grads + lo->off_b);
-  if (C > 0) {
-    MADE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, DP, C, nt, 1, dout, DP, c, C, 1,
-              grads + m->off_wc, C);
-    if (dc)
-      MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, C, DP, 1, dout, DP,
-                params + m->off_wc, C, 1, dc, C);
-  }
+  made_bias_cond_backward(nt, DP, NULL, dout, NULL, C, c, grads + lo->off_b, m->gcto);
+  if (C > 0 && dc)
+    MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, C, DP, 1, dout, DP,
+              params + m->off_wc, C, 1, dc, C);
   cnf_real *g = m->dh, *g_next = m->dh + (size_t)MADE_ROW_TILE * H;
   made_layer_backward_input(lo, params + lo->off_w, nt, dout, DP, H, g);
-  made_relu_bias_backward(nt, H, hl, g, grads + m->layer[L - 1].off_b);
+  made_bias_cond_backward(nt, H, hl, g, g, L == 1 ? C : 0, c, grads + m->layer[L - 1].off_b,
+                          m->gct);
   /* hidden layers L-1 .. 1: h_l = relu(h_{l-1} W_l^T + b_l); g = dL/dpre_l */
   for (int l = L - 1; l >= 1; l--) {
     const made_layer *ly = &m->layer[l];
     const cnf_real *hin = m->h + (size_t)(l - 1) * stride + rows;
     made_layer_backward_weight(ly, nt, g, H, hin, H, grads + ly->off_w);
     made_layer_backward_input(ly, params + ly->off_w, nt, g, H, H, g_next);
-    made_relu_bias_backward(nt, H, hin, g_next, grads + m->layer[l - 1].off_b);
+    made_bias_cond_backward(nt, H, hin, g_next, g_next, l == 1 ? C : 0, c,
+                            grads + m->layer[l - 1].off_b, m->gct);
     cnf_real *t = g;
     g = g_next;
     g_next = t;
@@ -464,13 +493,9 @@ static void made_backward_tile(cnf_made *m, const cnf_real *params, int i0, int 
   /* layer 0: h_0 = relu([x, c] W0^T + b0) */
   const made_layer *l0 = &m->layer[0];
   made_layer_backward_weight(l0, nt, g, H, x, D, grads + l0->off_w);
-  if (C > 0) {
-    MADE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, H, C, nt, 1, g, H, c, C, 1,
-              grads + l0->off_w + D, l0->ld);
-    if (dc)
-      MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, C, H, 1, g, H,
-                params + l0->off_w + D, l0->ld, 1, dc, C);
-  }
+  if (C > 0 && dc)
+    MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, C, H, 1, g, H,
+              params + l0->off_w + D, l0->ld, 1, dc, C);
   if (dx)
     made_layer_backward_input(l0, params + l0->off_w, nt, g, H, D, dx);
 }
@@ -481,12 +506,21 @@ int cnf_made_backward(cnf_made *m, const cnf_real *params, int n, const cnf_real
   if (n > m->nmax)
     return cnf_error_set(CNF_ERR_STATE, "MADE backward: batch %d larger than the last forward "
                                         "could cache (%d)", n, m->nmax);
-  const int D = m->D, C = m->C, DP = m->D * m->P;
+  const int D = m->D, C = m->C, H = m->H, DP = m->D * m->P, ld0 = m->layer[0].ld;
+  memset(m->gct, 0, sizeof(cnf_real) * (size_t)C * (H + DP));
   for (int i0 = 0; i0 < n; i0 += MADE_ROW_TILE) {
     const int nt = n - i0 < MADE_ROW_TILE ? n - i0 : MADE_ROW_TILE;
     made_backward_tile(m, params, i0, nt, x + (size_t)i0 * D, C > 0 ? c + (size_t)i0 * C : NULL,
                        dout + (size_t)i0 * DP, grads, dx ? dx + (size_t)i0 * D : NULL,
                        dc ? dc + (size_t)i0 * C : NULL);
+  }
+  /* the transposed condition-weight gradients back into the parameter layout */
+  cnf_real *g0 = grads + m->layer[0].off_w + D, *gwc = grads + m->off_wc;
+  for (int k = 0; k < C; k++) {
+    for (int j = 0; j < H; j++)
+      g0[(size_t)j * ld0 + k] += m->gct[(size_t)k * H + j];
+    for (int j = 0; j < DP; j++)
+      gwc[(size_t)j * C + k] += m->gcto[(size_t)k * DP + j];
   }
   return 0;
 }
@@ -503,15 +537,13 @@ int cnf_made_seq_begin(cnf_made *m, const cnf_real *params, int n, const cnf_rea
       return CNF_ERR_NOMEM;
     m->seq_nmax = n;
   }
-  const int D = m->D, C = m->C, H = m->H;
+  const int C = m->C, H = m->H;
   const made_layer *l0 = &m->layer[0];
   m->seq_n = n;
   m->seq_c = c;
   /* the condition part of every layer-0 unit is known now; step d adds the x part */
-  made_broadcast_bias(n, H, params + l0->off_b, m->seq_h, H);
-  if (C > 0)
-    MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, n, H, C, 1, c, C, params + l0->off_w + D,
-              l0->ld, 1, m->seq_h, H);
+  made_pack_cond(m, params);
+  made_bias_cond(n, H, params + l0->off_b, C, c, m->wct, H, m->seq_h, H);
   return 0;
 }
 
@@ -532,7 +564,7 @@ void cnf_made_seq_step(cnf_made *m, const cnf_real *params, int d, const cnf_rea
     for (int l = 1; l < L; l++) {
       const made_layer *ly = &m->layer[l];
       cnf_real *h = m->seq_h + (size_t)l * stride;
-      made_broadcast_bias(n, nu, params + ly->off_b + u0, h + u0, H);
+      made_bias_cond(n, nu, params + ly->off_b + u0, 0, NULL, NULL, 0, h + u0, H);
       MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, n, nu, k, 1, h - stride, H,
                 params + ly->off_w + (size_t)u0 * H, H, 1, h + u0, H);
       made_relu(n, nu, h + u0, H);
@@ -540,10 +572,8 @@ void cnf_made_seq_step(cnf_made *m, const cnf_real *params, int d, const cnf_rea
   }
   /* the P outputs of dimension d */
   const made_layer *lo = &m->layer[L];
-  made_broadcast_bias(n, P, params + lo->off_b + (size_t)d * P, out_d, P);
-  if (C > 0)
-    MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, n, P, C, 1, m->seq_c, C,
-              params + m->off_wc + (size_t)d * P * C, C, 1, out_d, P);
+  made_bias_cond(n, P, params + lo->off_b + (size_t)d * P, C, m->seq_c, m->wcto + (size_t)d * P,
+                 D * P, out_d, P);
   if (k > 0)
     MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, n, P, k, 1,
               m->seq_h + (size_t)(L - 1) * stride, H, params + lo->off_w + (size_t)d * P * H, H,
