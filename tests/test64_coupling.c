@@ -157,29 +157,6 @@ static void test_round_trip_element_tails(void **state) {
   check_round_trip(CNF_TAILS_ELEMENT, 34);
 }
 
-/* log|det| of a small dense matrix by Gaussian elimination with partial pivoting. */
-static double log_abs_det(int n, double *A) {
-  double s = 0;
-  for (int k = 0; k < n; k++) {
-    int piv = k;
-    for (int i = k + 1; i < n; i++)
-      if (fabs(A[i * n + k]) > fabs(A[piv * n + k]))
-        piv = i;
-    for (int j = 0; j < n; j++) {
-      double t = A[k * n + j];
-      A[k * n + j] = A[piv * n + j];
-      A[piv * n + j] = t;
-    }
-    s += log(fabs(A[k * n + k]));
-    for (int i = k + 1; i < n; i++) {
-      double m = A[i * n + k] / A[k * n + k];
-      for (int j = k; j < n; j++)
-        A[i * n + j] -= m * A[k * n + j];
-    }
-  }
-  return s;
-}
-
 static void test_logdet_matches_numerical_jacobian(void **state) {
   fixture f;
   fixture_make(&f, CNF_TAILS_EVENT, 0, 2.0, 35);
@@ -206,7 +183,7 @@ static void test_logdet_matches_numerical_jacobian(void **state) {
   int inside = 0;
   for (int i = 0; i < N; i++) {
     inside += ld[i] != 0.0;
-    assert_close(ld[i], log_abs_det(D, J[i]), 0, 1e-6);
+    assert_close(ld[i], testutil_log_abs_det(D, J[i]), 0, 1e-6);
   }
   assert_true(inside > N / 2);
   fixture_free(&f);

@@ -21,29 +21,6 @@ static void make_bijector(cnf_bijector *b, const cnf_bijector_spec *spec) {
   assert_int_equal(b->ops->reserve(b, N), 0);
 }
 
-/* log|det| of a small dense matrix by Gaussian elimination with partial pivoting */
-static double log_abs_det(int n, double *a) {
-  double s = 0;
-  for (int k = 0; k < n; k++) {
-    int p = k;
-    for (int i = k + 1; i < n; i++)
-      if (fabs(a[i * n + k]) > fabs(a[p * n + k]))
-        p = i;
-    for (int j = 0; j < n && p != k; j++) {
-      double t = a[k * n + j];
-      a[k * n + j] = a[p * n + j];
-      a[p * n + j] = t;
-    }
-    s += log(fabs(a[k * n + k]));
-    for (int i = k + 1; i < n; i++) {
-      double f = a[i * n + k] / a[k * n + k];
-      for (int j = k; j < n; j++)
-        a[i * n + j] -= f * a[k * n + j];
-    }
-  }
-  return s;
-}
-
 /* Inputs inside every kind's domain: (0.05, 0.95) works for tanh and logit alike. */
 static void fill_inputs(double *x, uint64_t seed) {
   cnf_rng r;
@@ -83,7 +60,7 @@ static void check_bijector(const cnf_bijector_spec *spec) {
       for (int j = 0; j < D; j++)
         J[j * D + k] = (zp[i * D + j] - zm[i * D + j]) / (2 * h);
     }
-    assert_close(ld[i] - 1.0, log_abs_det(D, J), 1e-7, 1e-8);
+    assert_close(ld[i] - 1.0, testutil_log_abs_det(D, J), 1e-7, 1e-8);
   }
 
   /* backward of L = sum a.z + sum w.logdet against central differences in x */

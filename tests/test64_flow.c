@@ -66,29 +66,6 @@ static cnf_flow *make_mixed_flow(void) {
   return f;
 }
 
-/* log|det| of a small dense matrix (LU with partial pivoting) */
-static double log_abs_det(int n, double *a) {
-  double s = 0;
-  for (int k = 0; k < n; k++) {
-    int p = k;
-    for (int i = k + 1; i < n; i++)
-      if (fabs(a[i * n + k]) > fabs(a[p * n + k]))
-        p = i;
-    for (int j = 0; j < n && p != k; j++) {
-      double t = a[k * n + j];
-      a[k * n + j] = a[p * n + j];
-      a[p * n + j] = t;
-    }
-    s += log(fabs(a[k * n + k]));
-    for (int i = k + 1; i < n; i++) {
-      double q = a[i * n + k] / a[k * n + k];
-      for (int j = k; j < n; j++)
-        a[i * n + j] -= q * a[k * n + j];
-    }
-  }
-  return s;
-}
-
 /* Weighted loss -sum w_i log p_i through log_prob (the reference for finite differences). */
 static double weighted_nll(cnf_flow *f, int n, const double *x, const double *c,
                            const double *w) {
@@ -206,7 +183,7 @@ static void test_log_prob_is_sum_of_pieces(void **state) {
       for (int j = 0; j < D; j++)
         J[j * D + k] = (zp[j] - zm[j]) / (2 * h);
     }
-    assert_close(ld[i], log_abs_det(D, J), 1e-6, 1e-7);
+    assert_close(ld[i], testutil_log_abs_det(D, J), 1e-6, 1e-7);
   }
   /* inverse round trip through every bijector */
   double xr[n * D], ldi[n];

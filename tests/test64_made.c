@@ -21,13 +21,6 @@ static const made_case CASES[] = {
 };
 enum { N_CASES = sizeof CASES / sizeof CASES[0] };
 
-static double *alloc_random(cnf_rng *r, size_t count, double scale) {
-  double *a = malloc(count * sizeof *a);
-  for (size_t i = 0; i < count; i++)
-    a[i] = scale * cnf_rng_normal(r);
-  return a;
-}
-
 /* A MADE with random weights scaled by `scale` (so the ReLUs switch and the map is far from
  * linear), masked as the library would. */
 static cnf_made *make_made(const made_case *mc, cnf_rng *r, double scale, double **params) {
@@ -142,8 +135,8 @@ static void test_connectivity_numeric(void **state) {
     const int D = mc->D, C = mc->C, DP = mc->D * mc->P;
     double *params;
     cnf_made *m = make_made(mc, &r, 1.0, &params);
-    double *x = alloc_random(&r, (size_t)N * D, 1.0);
-    double *c = alloc_random(&r, (size_t)N * (C ? C : 1), 1.0);
+    double *x = testutil_alloc_normal(&r, (size_t)N * D, 1.0);
+    double *c = testutil_alloc_normal(&r, (size_t)N * (C ? C : 1), 1.0);
     double *out0 = malloc(sizeof(double) * N * DP), *out1 = malloc(sizeof(double) * N * DP);
     assert_int_equal(cnf_made_forward(m, params, N, x, c, out0), 0);
     double *saved = malloc(sizeof(double) * N);
@@ -196,13 +189,6 @@ static double made_loss(cnf_made *m, const double *params, int n, const double *
   return s;
 }
 
-static void check_fd(const char *what, double analytic, double fd, double scale) {
-  if (!(fabs(analytic - fd) <= 1e-6 * fabs(fd) + 1e-8 * scale)) {
-    print_error("%s: analytic %.12g vs finite difference %.12g\n", what, analytic, fd);
-    fail();
-  }
-}
-
 static void test_gradients_fd(void **state) {
   enum { N = 6 };
   const double eps = 1e-6;
@@ -214,9 +200,9 @@ static void test_gradients_fd(void **state) {
     double *params;
     cnf_made *m = make_made(mc, &r, 2.0, &params);
     const size_t np = cnf_made_num_params(m);
-    double *x = alloc_random(&r, (size_t)N * D, 1.5);
-    double *c = alloc_random(&r, (size_t)N * (C ? C : 1), 1.5);
-    double *A = alloc_random(&r, (size_t)N * DP, 1.0);
+    double *x = testutil_alloc_normal(&r, (size_t)N * D, 1.5);
+    double *c = testutil_alloc_normal(&r, (size_t)N * (C ? C : 1), 1.5);
+    double *A = testutil_alloc_normal(&r, (size_t)N * DP, 1.0);
     double *out = malloc(sizeof(double) * N * DP);
     double *grads = calloc(np, sizeof *grads), *dx = malloc(sizeof(double) * N * D);
     double *dc = calloc((size_t)N * (C ? C : 1), sizeof *dc);
@@ -300,8 +286,8 @@ static void test_sequential_matches_forward(void **state) {
     const int D = mc->D, C = mc->C, P = mc->P, DP = D * P;
     double *params;
     cnf_made *m = make_made(mc, &r, 1.5, &params);
-    double *x = alloc_random(&r, (size_t)N * D, 1.0);
-    double *c = alloc_random(&r, (size_t)N * (C ? C : 1), 1.0);
+    double *x = testutil_alloc_normal(&r, (size_t)N * D, 1.0);
+    double *c = testutil_alloc_normal(&r, (size_t)N * (C ? C : 1), 1.0);
     double *out = malloc(sizeof(double) * N * DP), *od = malloc(sizeof(double) * N * P);
     double *xs = malloc(sizeof(double) * N * D);
     assert_int_equal(cnf_made_forward(m, params, N, x, c, out), 0);
@@ -333,8 +319,8 @@ static void test_large_batch_matches_chunks(void **state) {
   double *params;
   cnf_made *m = make_made(mc, &r, 1.5, &params);
   const size_t np = cnf_made_num_params(m);
-  double *x = alloc_random(&r, (size_t)N * D, 1.0), *c = alloc_random(&r, (size_t)N * C, 1.0);
-  double *A = alloc_random(&r, (size_t)N * DP, 1.0);
+  double *x = testutil_alloc_normal(&r, (size_t)N * D, 1.0), *c = testutil_alloc_normal(&r, (size_t)N * C, 1.0);
+  double *A = testutil_alloc_normal(&r, (size_t)N * DP, 1.0);
   double *out = malloc(sizeof(double) * N * DP), *out_c = malloc(sizeof(double) * N * DP);
   double *g = calloc(np, sizeof(double)), *g_c = calloc(np, sizeof(double));
   double *dx = malloc(sizeof(double) * N * D), *dx_c = malloc(sizeof(double) * N * D);

@@ -70,16 +70,9 @@ static void maf_drop(cnf_bijector *b) {
   free(b->grads);
 }
 
-static double *alloc_random(cnf_rng *r, size_t count, double scale) {
-  double *a = malloc((count ? count : 1) * sizeof *a);
-  for (size_t i = 0; i < count; i++)
-    a[i] = scale * cnf_rng_normal(r);
-  return a;
-}
-
 /* Inputs: RQS cases get ~1/4 of the elements in the linear tails. */
 static double *make_x(cnf_rng *r, const maf_case *mc, int n) {
-  return alloc_random(r, (size_t)n * mc->D, mc->kind == CNF_BIJ_MAF_RQS ? 0.9 * mc->B : 1.0);
+  return testutil_alloc_normal(r, (size_t)n * mc->D, mc->kind == CNF_BIJ_MAF_RQS ? 0.9 * mc->B : 1.0);
 }
 
 static void run_forward(cnf_bijector *b, int n, const double *x, const double *c, double *z,
@@ -100,13 +93,6 @@ static double loss(cnf_bijector *b, int n, const double *x, const double *c, con
   return s;
 }
 
-static void check_fd(const char *what, double analytic, double fd, double scale) {
-  if (!(fabs(analytic - fd) <= 1e-6 * fabs(fd) + 1e-8 * scale)) {
-    print_error("%s: analytic %.12g vs finite difference %.12g\n", what, analytic, fd);
-    fail();
-  }
-}
-
 static void test_gradients_fd(void **state) {
   enum { N = 8 };
   const double eps = 1e-6;
@@ -117,8 +103,8 @@ static void test_gradients_fd(void **state) {
     maf_make(&b, mc, 100 + t, 0, mc->kind == CNF_BIJ_MAF_RQS ? 3.0 : 1.0);
     cnf_rng r;
     cnf_rng_init(&r, 200 + t, 0, 0);
-    double *x = make_x(&r, mc, N), *c = alloc_random(&r, (size_t)N * C, 1.0);
-    double *a = alloc_random(&r, (size_t)N * D, 1.0), *bw = alloc_random(&r, N, 1.0);
+    double *x = make_x(&r, mc, N), *c = testutil_alloc_normal(&r, (size_t)N * C, 1.0);
+    double *a = testutil_alloc_normal(&r, (size_t)N * D, 1.0), *bw = testutil_alloc_normal(&r, N, 1.0);
     double *z = malloc(sizeof(double) * N * D), *ld = malloc(sizeof(double) * N);
     double *dx = malloc(sizeof(double) * N * D), *dc = calloc((size_t)N * C + 1, sizeof(double));
     loss(&b, N, x, c, a, bw, z, ld);
@@ -181,7 +167,7 @@ static void test_round_trip(void **state) {
     maf_make(&b, mc, 300 + t, 0, mc->kind == CNF_BIJ_MAF_RQS ? 3.0 : 1.0);
     cnf_rng r;
     cnf_rng_init(&r, 400 + t, 0, 0);
-    double *x = make_x(&r, mc, N), *c = alloc_random(&r, (size_t)N * C, 1.0);
+    double *x = make_x(&r, mc, N), *c = testutil_alloc_normal(&r, (size_t)N * C, 1.0);
     double *z = malloc(sizeof(double) * N * D), *xr = malloc(sizeof(double) * N * D);
     double *ldf = malloc(sizeof(double) * N), *ldi = calloc(N, sizeof(double));
     assert_int_equal(b.ops->reserve(&b, 16), 0); /* forward must grow the caches */
@@ -207,29 +193,6 @@ static void test_round_trip(void **state) {
   }
 }
 
-/* log|det| of a small matrix by Gaussian elimination with partial pivoting. */
-static double log_abs_det(int n, double *a) {
-  double s = 0;
-  for (int k = 0; k < n; k++) {
-    int p = k;
-    for (int i = k + 1; i < n; i++)
-      if (fabs(a[i * n + k]) > fabs(a[p * n + k]))
-        p = i;
-    for (int j = 0; j < n; j++) {
-      double t = a[k * n + j];
-      a[k * n + j] = a[p * n + j];
-      a[p * n + j] = t;
-    }
-    s += log(fabs(a[k * n + k]));
-    for (int i = k + 1; i < n; i++) {
-      double f = a[i * n + k] / a[k * n + k];
-      for (int j = k; j < n; j++)
-        a[i * n + j] -= f * a[k * n + j];
-    }
-  }
-  return s;
-}
-
 /* Numerical Jacobian dz/dx (central differences, D = 3..6): triangular, log|det| = logdet. */
 static void test_logdet_vs_jacobian(void **state) {
   enum { N = 5 };
@@ -243,7 +206,7 @@ static void test_logdet_vs_jacobian(void **state) {
       maf_make(&b, &mc, 500 + D, 0, kind ? 3.0 : 1.0);
       cnf_rng r;
       cnf_rng_init(&r, 600 + D, (uint64_t)kind, 0);
-      double *x = make_x(&r, &mc, N), *c = alloc_random(&r, (size_t)N * 2, 1.0);
+      double *x = make_x(&r, &mc, N), *c = testutil_alloc_normal(&r, (size_t)N * 2, 1.0);
       double z[6 * N], zp[6], zm[6], ld[N], ldp[1], J[36];
       run_forward(&b, N, x, c, z, ld);
       for (int i = 0; i < N; i++) {
@@ -262,7 +225,7 @@ static void test_logdet_vs_jacobian(void **state) {
               assert_true(zp[k] == zm[k]); /* dz_k/dx_j = 0 exactly for j > k */
           }
         }
-        assert_close(log_abs_det(D, J), ld[i], 0, 1e-7);
+        assert_close(testutil_log_abs_det(D, J), ld[i], 0, 1e-7);
       }
       free(x), free(c);
       maf_drop(&b);
@@ -280,7 +243,7 @@ static void test_identity_init(void **state) {
     maf_make(&b, mc, 700 + t, 1, 1.0);
     cnf_rng r;
     cnf_rng_init(&r, 800 + t, 0, 0);
-    double *x = make_x(&r, mc, N), *c = alloc_random(&r, (size_t)N * C, 1.0);
+    double *x = make_x(&r, mc, N), *c = testutil_alloc_normal(&r, (size_t)N * C, 1.0);
     double *z = malloc(sizeof(double) * N * D), *xr = malloc(sizeof(double) * N * D);
     double *ld = malloc(sizeof(double) * N), *ldi = calloc(N, sizeof(double));
     run_forward(&b, N, x, c, z, ld);
@@ -352,7 +315,7 @@ static void test_fast_inverse_matches_naive(void **state) {
     maf_make(&b, mc, 900 + t, 0, mc->kind == CNF_BIJ_MAF_RQS ? 3.0 : 1.0);
     cnf_rng r;
     cnf_rng_init(&r, 1000 + t, 0, 0);
-    double *z = make_x(&r, mc, N), *c = alloc_random(&r, (size_t)N * C, 1.0);
+    double *z = make_x(&r, mc, N), *c = testutil_alloc_normal(&r, (size_t)N * C, 1.0);
     double *x = malloc(sizeof(double) * N * D), *xn = malloc(sizeof(double) * N * D);
     double *ld = malloc(sizeof(double) * N), *ldn = malloc(sizeof(double) * N);
     for (int i = 0; i < N; i++)
@@ -385,8 +348,8 @@ static void test_mask_reapplied_and_accumulation(void **state) {
   assert_true(b.params[cnf_made_offset_weight(m, 0) + 1] == 0.0);
   cnf_rng r;
   cnf_rng_init(&r, 1200, 0, 0);
-  double *x = make_x(&r, mc, N), *c = alloc_random(&r, (size_t)N * C, 1.0);
-  double *a = alloc_random(&r, (size_t)N * D, 1.0), *bw = alloc_random(&r, N, 1.0);
+  double *x = make_x(&r, mc, N), *c = testutil_alloc_normal(&r, (size_t)N * C, 1.0);
+  double *a = testutil_alloc_normal(&r, (size_t)N * D, 1.0), *bw = testutil_alloc_normal(&r, N, 1.0);
   double z[4 * N], ld[N], dx[4 * N], dc1[2 * N] = {0}, dc2[2 * N] = {0};
   loss(&b, N, x, c, a, bw, z, ld);
   assert_int_equal(b.ops->backward(&b, N, x, c, z, a, bw, dx, dc1), 0);

@@ -22,3 +22,17 @@ void testutil_check_array(const char *label, size_t n, const double *got, const 
 
 /* Path of a scratch file under the test's working directory: "<name>.<pid>" (static buffer). */
 const char *testutil_tmp_path(const char *name);
+
+/* log|det A| of a small dense (n, n) row-major matrix by Gaussian elimination with partial
+ * pivoting (A is destroyed).  Used to check log-dets against numerical Jacobians. */
+double testutil_log_abs_det(int n, double *A);
+
+/* count values scale * N(0,1) from the stream (caller frees). */
+double *testutil_alloc_normal(cnf_rng *r, size_t count, double scale);
+
+/* Finite-difference gradient check of one component: fails unless
+ * |analytic - fd| <= 1e-6 |fd| + 1e-8 scale (scale: the gradient's typical magnitude). */
+#define check_fd(what, analytic, fd, scale) \
+  testutil_check_fd((what), (analytic), (fd), (scale), __FILE__, __LINE__)
+void testutil_check_fd(const char *what, double analytic, double fd, double scale,
+                       const char *file, int line);
