@@ -25,5 +25,10 @@ export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREAD
 
 BUILD_DIR=${CNFLOW_BUILD_DIR:-build}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD_DIR" -j "$(nproc)" 2>&1 | grep -E "warning|error" || true
-test -x "$BUILD_DIR/cnflow" || { echo "[setup] build failed" >&2; exit 1; }
+build_log="$BUILD_DIR/build.log"
+if ! cmake --build "$BUILD_DIR" -j "$(nproc)" >"$build_log" 2>&1; then
+  grep -E "error" "$build_log" | head -40 >&2
+  echo "[setup] build failed (full log: $build_log)" >&2
+  exit 1
+fi
+grep -E "warning:" "$build_log" || true

@@ -42,7 +42,8 @@
  *
  * coupling_rqs: x1 = first ceil(D/2) dims pass through, x2 = last floor(D/2) are transformed
  *   with theta = subnet([x1, c]); subnet = n_hidden dense layers of width H with
- *   LeakyReLU(0.01), then a dense output layer (|x2|*P, H) (zero-initialised).  Layout:
+ *   LeakyReLU(0.01), then a dense output layer (|x2|*P, H) (zeroed by identity init, so the block
+ *   starts as the identity as in CaloINN).  Layout:
  *   W0 (H, |x1| + C), b0 (H), [W_l (H,H), b_l (H)]..., Wout (|x2|*P, H), bout (|x2|*P).
  * actnorm: loc (D), log_scale (D); density z = (x - loc) * exp(-log_scale).
  * permute, tanh, logit, affine_fixed: no trainable parameters.
@@ -196,10 +197,14 @@ int cnf_flow_forward(cnf_flow *f, int n, const cnf_real *x, const cnf_real *c, c
                      cnf_real *logdet);
 
 /* ---- reference architectures -------------------------------------------------------------- */
-/* "cnf" (A: 6-D, 5 cond, 10 affine MAF 2x128, half-swap/reverse perms, final tanh),
- * "paraflow" (B: 128-D, 3 cond, 10 RQS MAF 2x196, K=10, B=14, random perms),
- * "flowi" (C: 6-D, 1 cond, 6 RQS MAF 2x64, K=8, B=14, reverse perms),
- * "caloinn" (coupling RQS + ActNorm, D and C given), "toy" (2-D, 1 cond, small RQS MAF).
+/* "cnf"        A as the CNF study (TFP chain): 6-D, 5 cond, final tanh, 10 affine MAF 2x128
+ *               with scale exp(tanh(u)) and a half-swap permutation before each block;
+ * "cnf_peer"   A as the PyTorch peer: reverse permutations between blocks, scale exp(u);
+ * "paraflow"   B: 128-D, 3 cond, 10 RQS MAF 2x196, K=10, B=14, random permutations (stored);
+ * "flowi"      C: 6-D, 1 cond, 6 RQS MAF 2x64, K=8, B=14, reverse permutations, min 1e-3;
+ * "flowi_paper" C as Du et al.: 3 hidden layers (nflows num_blocks=2), min 1e-6, random perms;
+ * "caloinn"    [ActNorm, RQS coupling, random permutation] blocks; D required, C default 1;
+ * "toy"        2-D, 1 cond, small RQS MAF (the demo).
  * D/C may be 0 to take the preset's default.  Creates the flow; parameters uninitialised. */
 int cnf_flow_create_preset(const char *name, int D, int C, uint64_t seed, cnf_flow **out);
 

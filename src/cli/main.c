@@ -3,13 +3,14 @@
  * report -> finalize.  Every option comes from PETSc's options database. */
 #include "cli.h"
 
+#include <errno.h>
 #include <mpi.h>
 #include <string.h>
 
 static const cnf_command commands[] = {
     {"demo", "train a flow on the built-in toy density and print its held-out NLL", cmd_demo, 1},
     {"generate", "generate a dataset (hgg | calo-photon | calo-pion) into parallel HDF5", cmd_generate, 1},
-    {"bench", "benchmark the flow engine against the PyTorch peer", cmd_bench, 0},
+    {"bench", "benchmark the flow engine against the PyTorch peer", cmd_bench, 1},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
@@ -20,6 +21,31 @@ static void usage(void) {
   for (int i = 0; i < n_commands; i++)
     printf("  %-10s %s\n", commands[i].name, commands[i].summary);
   printf("common options: -options_file FILE, -blas_threads N (1), -log_level 0|1|2\n");
+}
+
+/* PETSc reports a missing or unreadable -options_file from inside PetscInitialize, as a
+ * multi-line trace followed by its configure dump.  Rank 0 checks the files first (PETSc also
+ * reads them on rank 0 only) so that the user gets one line instead. */
+static int check_options_files(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "-options_file") != 0)
+      continue;
+    if (i + 1 >= argc || argv[i + 1][0] == '-')
+      return cnf_error_set(CNF_ERR_ARG, "-options_file needs a file name");
+    FILE *fp = fopen(argv[i + 1], "r");
+    if (!fp)
+      return cnf_error_set(CNF_ERR_IO, "cannot read options file '%s': %s", argv[i + 1],
+                           strerror(errno));
+    fclose(fp);
+  }
+  return 0;
+}
+
+/* PetscFinalize leaves MPI to us because main() initialised it. */
+static int finish(int rc) {
+  PetscFinalize();
+  MPI_Finalize();
+  return rc;
 }
 
 int main(int argc, char **argv) {
@@ -41,16 +67,31 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (strcmp(argv[i], "-help") == 0 || strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
       argv[i] = help_flag;
-  if (PetscInitialize(&argc, &argv, NULL, NULL)) {
-    fprintf(stderr, "cnflow: error: PETSc initialisation failed\n");
+  /* MPI first (the thread level PETSc would request), so that the options files can be
+   * checked on rank 0 before PETSc reads them */
+  int provided = 0;
+  if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    fprintf(stderr, "cnflow: error: MPI initialisation failed\n");
     return 1;
   }
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   cnf_log_set_rank(rank, size);
+  int rc = rank == 0 ? check_options_files(argc, argv) : 0;
+  MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  if (rc < 0) {
+    if (rank == 0)
+      fprintf(stderr, "cnflow: error: %s\n", cnf_error_message());
+    MPI_Finalize();
+    return 1;
+  }
+  if (PetscInitialize(&argc, &argv, NULL, NULL)) {
+    fprintf(stderr, "cnflow: error: PETSc initialisation failed\n");
+    MPI_Finalize();
+    return 1;
+  }
 
-  int rc = 0;
   if (!cmd) {
     if (rank == 0) {
       usage();
@@ -71,8 +112,7 @@ int main(int argc, char **argv) {
       }
     }
     MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    PetscFinalize();
-    return rc;
+    return finish(rc);
   }
 
   int collective = 1; /* option errors of the common setup are the same on every rank */
@@ -92,8 +132,7 @@ int main(int argc, char **argv) {
     if (rank == 0)
       fprintf(stderr, "cnflow: error: %s\n", cnf_error_message()[0] ? cnf_error_message()
                                                                    : cnf_status_string(rc));
-    PetscFinalize();
-    return 1;
+    return finish(1);
   }
   if (rc < 0) {
     fprintf(stderr, "cnflow: error: %s\n", cnf_error_message()[0] ? cnf_error_message()
@@ -101,9 +140,7 @@ int main(int argc, char **argv) {
     fflush(stderr);
     if (size > 1)
       MPI_Abort(MPI_COMM_WORLD, 1);
-    PetscFinalize();
-    return 1;
+    return finish(1);
   }
-  PetscFinalize();
-  return 0;
+  return finish(0);
 }

@@ -3,7 +3,12 @@
 #include "cli.h"
 
 #include <cblas.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 int cli_help_requested(void) {
   PetscBool help = PETSC_FALSE; /* main() renames -help/-h to -cnflow_help (PETSc eats -help) */
@@ -29,32 +34,55 @@ static int option_key(const char *name, char *key, size_t len) {
   return 0;
 }
 
-int cli_get_int(const char *name, int def, const char *help, int *out) {
-  char key[128], d[32];
-  PetscInt v = def;
+/* The option's raw value if it was given: 1 and buf filled, 0 if absent.  Values are parsed
+ * here rather than by PetscOptionsGetInt/Real/Bool, which report a malformed value with a
+ * multi-line PETSc trace instead of returning an error we can print as one line. */
+static int option_value(const char *key, char *buf, size_t len) {
   PetscBool set = PETSC_FALSE;
+  buf[0] = '\0';
+  if (PetscOptionsGetString(NULL, NULL, key, buf, len, &set))
+    return cnf_error_set(CNF_ERR_ARG, "option %s: bad value", key);
+  return set == PETSC_TRUE;
+}
+
+int cli_get_int(const char *name, int def, const char *help, int *out) {
+  char key[128], d[32], buf[256];
   CNF_CALL(option_key(name, key, sizeof key));
   snprintf(d, sizeof d, "<%d>", def);
   help_line(name, d, help);
-  if (PetscOptionsGetInt(NULL, NULL, key, &v, &set))
-    return cnf_error_set(CNF_ERR_ARG, "option %s expects an integer", key);
-  *out = (int)v;
+  *out = def;
+  int set = option_value(key, buf, sizeof buf);
+  CNF_CALL(set);
+  if (set) {
+    char *end;
+    errno = 0;
+    long v = strtol(buf, &end, 10);
+    if (end == buf || *end || errno || v < INT_MIN || v > INT_MAX)
+      return cnf_error_set(CNF_ERR_ARG, "option %s expects an integer, got '%s'", key, buf);
+    *out = (int)v;
+  }
   return 0;
 }
 
 int cli_get_int64(const char *name, int64_t def, const char *help, int64_t *out) {
-  char key[128], d[32], buf[64];
-  PetscBool set = PETSC_FALSE;
+  char key[128], d[32], buf[256];
   CNF_CALL(option_key(name, key, sizeof key));
   snprintf(d, sizeof d, "<%lld>", (long long)def);
   help_line(name, d, help);
   *out = def;
-  if (PetscOptionsGetString(NULL, NULL, key, buf, sizeof buf, &set))
-    return cnf_error_set(CNF_ERR_ARG, "option %s: bad value", key);
+  int set = option_value(key, buf, sizeof buf);
+  CNF_CALL(set);
   if (set) {
     char *end;
-    double v = strtod(buf, &end); /* accepts 7e6 as well as 7000000 */
-    if (end == buf || *end || v < -9.2e18 || v > 9.2e18 || v != (double)(int64_t)v)
+    errno = 0;
+    long long iv = strtoll(buf, &end, 10); /* exact for every int64 */
+    if (end != buf && !*end && !errno) {
+      *out = (int64_t)iv;
+      return 0;
+    }
+    double v = strtod(buf, &end); /* also accept 7e6 */
+    /* written so that NaN fails the range test before the integer conversion */
+    if (end == buf || *end || !(v >= -9.2e18 && v <= 9.2e18) || v != (double)(int64_t)v)
       return cnf_error_set(CNF_ERR_ARG, "option %s expects an integer, got '%s'", key, buf);
     *out = (int64_t)v;
   }
@@ -62,29 +90,44 @@ int cli_get_int64(const char *name, int64_t def, const char *help, int64_t *out)
 }
 
 int cli_get_real(const char *name, double def, const char *help, double *out) {
-  char key[128], d[32];
-  PetscReal v = def;
-  PetscBool set = PETSC_FALSE;
+  char key[128], d[32], buf[256];
   CNF_CALL(option_key(name, key, sizeof key));
   snprintf(d, sizeof d, "<%g>", def);
   help_line(name, d, help);
-  if (PetscOptionsGetReal(NULL, NULL, key, &v, &set))
-    return cnf_error_set(CNF_ERR_ARG, "option %s expects a real number", key);
-  if (set && !(v == v))
-    return cnf_error_set(CNF_ERR_ARG, "option %s is NaN", key);
-  *out = (double)v;
+  *out = def;
+  int set = option_value(key, buf, sizeof buf);
+  CNF_CALL(set);
+  if (set) {
+    char *end;
+    double v = strtod(buf, &end);
+    if (end == buf || *end)
+      return cnf_error_set(CNF_ERR_ARG, "option %s expects a real number, got '%s'", key, buf);
+    if (isnan(v))
+      return cnf_error_set(CNF_ERR_ARG, "option %s is NaN", key);
+    *out = v;
+  }
   return 0;
 }
 
 int cli_get_bool(const char *name, int def, const char *help, int *out) {
-  char key[128];
-  PetscBool v = def ? PETSC_TRUE : PETSC_FALSE, set = PETSC_FALSE;
+  static const char *const truthy[] = {"", "1", "true", "yes", "on"};
+  static const char *const falsy[] = {"0", "false", "no", "off"};
+  char key[128], buf[64];
   CNF_CALL(option_key(name, key, sizeof key));
   help_line(name, def ? "<true>" : "<false>", help);
-  if (PetscOptionsGetBool(NULL, NULL, key, &v, &set))
-    return cnf_error_set(CNF_ERR_ARG, "option %s expects true/false", key);
-  *out = v ? 1 : 0;
-  return 0;
+  *out = def ? 1 : 0;
+  int set = option_value(key, buf, sizeof buf);
+  CNF_CALL(set);
+  if (!set)
+    return 0;
+  /* PETSc's spellings; a bare flag ("-name" without a value) means true */
+  for (size_t i = 0; i < sizeof truthy / sizeof truthy[0]; i++)
+    if (strcasecmp(buf, truthy[i]) == 0)
+      return *out = 1, 0;
+  for (size_t i = 0; i < sizeof falsy / sizeof falsy[0]; i++)
+    if (strcasecmp(buf, falsy[i]) == 0)
+      return *out = 0, 0;
+  return cnf_error_set(CNF_ERR_ARG, "option %s expects true/false, got '%s'", key, buf);
 }
 
 int cli_get_string(const char *name, const char *def, const char *help, char *out, size_t len) {
