@@ -99,6 +99,9 @@ static void test_error_messages(void **state) {
   assert_int_equal(list[2], 2);
   assert_true(cnf_parse_int_list("3,x", list, 4) < 0);
   assert_true(cnf_parse_int_list("1,2,3,4,5", list, 4) < 0);
+  /* fits a long (LP64) but not an int: refused, not truncated to 1 */
+  assert_true(cnf_parse_int_list("4294967297", list, 4) < 0);
+  assert_true(cnf_parse_int_list("-2147483648,2147483647", list, 4) == 2);
 }
 
 int main(void) {

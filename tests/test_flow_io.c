@@ -285,6 +285,70 @@ static void test_foreign_format_version_and_size(void **state) {
   remove(path);
 }
 
+/* Replace attribute `name` of obj by a 1-D array of n values of type t (forged files). */
+static void forge_attr_array(hid_t obj, const char *name, hid_t t, hsize_t n, const void *vals) {
+  if (H5Aexists(obj, name) > 0)
+    assert_true(H5Adelete(obj, name) >= 0);
+  hid_t sp = H5Screate_simple(1, &n, NULL);
+  hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+  assert_true(a >= 0);
+  assert_true(H5Awrite(a, t, vals) >= 0);
+  H5Aclose(a);
+  H5Sclose(sp);
+}
+
+/* Attributes the loader reads as one value but that hold arrays (h5py writes a list as an
+ * array attribute): a clear error, not a write of every element into a one-value buffer. */
+static void test_array_attributes_rejected(void **state) {
+  cnf_flow *f = make_flow_a(), *g = NULL;
+  char path[600];
+  snprintf(path, sizeof path, "%s.h5", testutil_tmp_path("flow_io_array_attr"));
+  int64_t dims[64];
+  for (int i = 0; i < 64; i++)
+    dims[i] = 4;
+  const char *formats[4] = {"cnflow-model", "cnflow-model", "cnflow-model", "cnflow-model"};
+  char kinds[8][16] = {"tanh", "tanh", "tanh", "tanh", "tanh", "tanh", "tanh", "tanh"};
+  hid_t vstr = H5Tcopy(H5T_C_S1), fstr = H5Tcopy(H5T_C_S1);
+  H5Tset_size(vstr, H5T_VARIABLE);
+  H5Tset_size(fstr, sizeof kinds[0]);
+  for (int which = 0; which < 3; which++) {
+    assert_int_equal(cnf_flow_save(f, path, NULL), 0);
+    hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(file >= 0);
+    if (which == 0) { /* numeric */
+      hid_t model = H5Gopen2(file, "model", H5P_DEFAULT);
+      forge_attr_array(model, "dim", H5T_NATIVE_INT64, 64, dims);
+      H5Gclose(model);
+    } else if (which == 1) { /* variable-length strings */
+      forge_attr_array(file, "format", vstr, 4, formats);
+    } else { /* fixed-length strings */
+      hid_t b0 = H5Gopen2(file, "model/bijectors/000", H5P_DEFAULT);
+      forge_attr_array(b0, "kind", fstr, 8, kinds);
+      H5Gclose(b0);
+    }
+    H5Fclose(file);
+    assert_int_equal(cnf_flow_load(path, &g, NULL), CNF_ERR_FORMAT);
+    assert_null(g);
+    assert_non_null(strstr(cnf_error_message(), "single value"));
+  }
+  H5Tclose(vstr);
+  H5Tclose(fstr);
+
+  /* an int32 setting stored as int64 beyond its range: refused, not truncated (2^32 + 8 -> 8) */
+  assert_int_equal(cnf_flow_save(f, path, NULL), 0);
+  hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  hid_t b0 = H5Gopen2(file, "model/bijectors/000", H5P_DEFAULT);
+  const int64_t huge = ((int64_t)1 << 32) + 8;
+  forge_attr_array(b0, "bins", H5T_NATIVE_INT64, 1, &huge);
+  H5Gclose(b0);
+  H5Fclose(file);
+  assert_int_equal(cnf_flow_load(path, &g, NULL), CNF_ERR_FORMAT);
+  assert_null(g);
+  assert_non_null(strstr(cnf_error_message(), "'bins' = 4294967304 is out of range"));
+  cnf_flow_free(&f);
+  remove(path);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip_bit_identical),
@@ -292,6 +356,7 @@ int main(void) {
       cmocka_unit_test(test_missing_and_garbage_files),
       cmocka_unit_test(test_truncated_file),
       cmocka_unit_test(test_foreign_format_version_and_size),
+      cmocka_unit_test(test_array_attributes_rejected),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,6 +3,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "cnflow/optim.h"
@@ -130,6 +131,14 @@ static void test_schedule_cosine_warm_restarts(void **state) {
   assert_close(cnf_schedule_lr(&s, 15), 0.1 + 0.9 * (1 + cos(M_PI * 5 / 20)) / 2, 1e-12, 0);
   assert_close(cnf_schedule_lr(&s, 30), 1.0, 1e-12, 0);
   assert_close(cnf_schedule_lr(&s, 69), 0.1 + 0.9 * (1 + cos(M_PI * 39 / 40)) / 2, 1e-12, 0);
+  /* a step in a cycle longer than INT64_MAX (t_mult 1000: cycles of 10, 1e4, ..., 1e16 steps
+   * end at 10010010010010010, the next one has 1e19): no int64 overflow in the cycle search */
+  c.t_mult = 1000;
+  assert_int_equal(cnf_schedule_init(&s, &c), 0);
+  const int64_t start7 = 10010010010010010LL, big = INT64_MAX - 7;
+  assert_close(cnf_schedule_lr(&s, start7), 1.0, 1e-12, 0);
+  assert_close(cnf_schedule_lr(&s, big),
+               0.1 + 0.9 * (1 + cos(M_PI * ((double)(big - start7) / 1e19))) / 2, 1e-9, 0);
   /* ParaFlow: T_0 = batches per epoch, T_mult 1, eta_min 0 */
   c.t_mult = 1;
   c.eta_min = 0;

@@ -103,11 +103,52 @@ static void test_float_extreme_params_finite(void **state) {
   free(theta), free(gth), free(x), free(y), free(ld), free(xr), free(gx), free(one);
 }
 
+/* A non-finite parameter (an overflowing network upstream) makes its own element non-finite,
+ * so the flow's NLL check reports it instead of training on a silently finite value, and
+ * leaves the other lanes of its tile bit-identical.  The float kernel's inline exp must also
+ * stay defined behaviour for NaN input (run under -DCNFLOW_SANITIZE=ON). */
+static void test_float_nonfinite_params_isolated(void **state) {
+  enum { M = 40 }; /* two full tiles and a partial one */
+  float theta[M * P], bad[M * P], x[M], y[M], ld[M], yb[M], ldb[M];
+  float gth[M * P], gx[M], one[M];
+  cnf_rng r;
+  cnf_rng_init(&r, 23, 0, 0);
+  for (int i = 0; i < M * P; i++)
+    theta[i] = bad[i] = (float)(2 * cnf_rng_uniform(&r) - 1);
+  for (int i = 0; i < M; i++) {
+    x[i] = (float)(0.9 * CONF.B * (2 * cnf_rng_uniform(&r) - 1));
+    one[i] = 1;
+  }
+  /* a NaN width, an infinite height (both enter every knot through the softmax), NaN
+   * derivative parameters (all of them: a bin uses only its two knots'): one element each */
+  const int hit[3] = {3, 17, 35};
+  bad[hit[0] * P + 2] = NAN;
+  bad[hit[1] * P + K + 5] = INFINITY;
+  for (int j = 2 * K; j < P; j++)
+    bad[hit[2] * P + j] = NAN;
+  cnf_rqs_forward(&CONF, M, x, theta, y, ld);
+  cnf_rqs_forward(&CONF, M, x, bad, yb, ldb);
+  for (int i = 0; i < M; i++) {
+    const int is_hit = i == hit[0] || i == hit[1] || i == hit[2];
+    if (is_hit) {
+      assert_false(isfinite(yb[i]) && isfinite(ldb[i]));
+    } else {
+      assert_true(yb[i] == y[i] && ldb[i] == ld[i]);
+    }
+  }
+  cnf_rqs_inverse(&CONF, M, y, bad, yb, ldb);
+  cnf_rqs_backward(&CONF, M, x, bad, one, one, gx, gth);
+  for (int i = 0; i < M; i++)
+    if (i != hit[0] && i != hit[1] && i != hit[2])
+      assert_true(isfinite(yb[i]) && isfinite(gx[i]));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_float_round_trip_and_reference),
       cmocka_unit_test(test_float_identity_init),
       cmocka_unit_test(test_float_extreme_params_finite),
+      cmocka_unit_test(test_float_nonfinite_params_isolated),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

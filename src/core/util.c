@@ -2,6 +2,7 @@
 #include "cnflow/core.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -33,7 +34,7 @@ int cnf_parse_int_list(const char *s, int *out, int max) {
     char *end;
     errno = 0;
     long v = strtol(p, &end, 10);
-    if (end == p || errno)
+    if (end == p || errno || v < INT_MIN || v > INT_MAX)
       return cnf_error_set(CNF_ERR_ARG, "cannot parse integer list '%s'", s);
     if (n >= max)
       return cnf_error_set(CNF_ERR_ARG, "integer list '%s' has more than %d entries", s, max);

@@ -113,11 +113,29 @@ static int attr_write_f64(hid_t obj, const char *name, double v, const char *pat
   return attr_write(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v, path);
 }
 
+/* Every attribute is read into room for one value: H5Aread writes ALL elements, so an array
+ * attribute (a foreign or hand-edited file, e.g. h5py given a list) must be refused first. */
+static int attr_check_single(hid_t attr, const char *name, const char *path) {
+  hid_t space = H5Aget_space(attr);
+  hssize_t npoints = space < 0 ? -1 : H5Sget_simple_extent_npoints(space);
+  if (space >= 0)
+    H5Sclose(space);
+  if (npoints != 1)
+    return cnf_error_set(CNF_ERR_FORMAT, "%s: attribute '%s' must hold a single value, has %lld",
+                         path, name, (long long)npoints);
+  return 0;
+}
+
 /* Numeric scalar attribute, converted by HDF5 to the memory type. */
 static int attr_read(hid_t obj, const char *name, hid_t mtype, void *val, const char *path) {
   hid_t attr = H5Aopen(obj, name, H5P_DEFAULT);
   if (attr < 0)
     return cnf_error_set(CNF_ERR_FORMAT, "%s: attribute '%s' is missing", path, name);
+  int rc = attr_check_single(attr, name, path);
+  if (rc < 0) {
+    H5Aclose(attr);
+    return rc;
+  }
   herr_t st = H5Aread(attr, mtype, val);
   H5Aclose(attr);
   if (st < 0)
@@ -137,7 +155,11 @@ static int attr_read_str(hid_t obj, const char *name, char *buf, size_t len, con
   hid_t attr = H5Aopen(obj, name, H5P_DEFAULT);
   if (attr < 0)
     return cnf_error_set(CNF_ERR_FORMAT, "%s: attribute '%s' is missing", path, name);
-  int rc = 0;
+  int rc = attr_check_single(attr, name, path);
+  if (rc < 0) {
+    H5Aclose(attr);
+    return rc;
+  }
   hid_t ftype = H5Aget_type(attr);
   if (ftype < 0 || H5Tget_class(ftype) != H5T_STRING) {
     rc = cnf_error_set(CNF_ERR_FORMAT, "%s: attribute '%s' is not a string", path, name);
@@ -416,6 +438,9 @@ static int attr_read_opt_int(hid_t g, const char *name, int *v, const char *wher
   *v = 0;
   if (H5Aexists(g, name) > 0)
     CNF_CALL(attr_read_i64(g, name, &t, where));
+  if (t < INT32_MIN || t > INT32_MAX)
+    return cnf_error_set(CNF_ERR_FORMAT, "%s: attribute '%s' = %lld is out of range", where,
+                         name, (long long)t);
   *v = (int)t;
   return 0;
 }

@@ -16,10 +16,40 @@
 
 #if CNF_REAL_IS_DOUBLE
 #define MAF_EXP exp
-#define MAF_TANH tanh
+/* the double library serves the finite-difference tests: libm is exact enough there */
+static inline double maf_exp_fast(double v) { return exp(v); }
+static inline double maf_tanh_fast(double v) { return tanh(v); }
 #else
 #define MAF_EXP expf
-#define MAF_TANH tanhf
+/* exp for the affine element loops of the float library (Cephes expf polynomial, ~1 ulp, the
+ * kernel of rqs.c): unlike expf it vectorises.  Arguments are clamped to [-87, 88]. */
+static inline float maf_exp_fast(float v) {
+  v = v < -87.0f ? -87.0f : (v > 88.0f ? 88.0f : v);
+  const float shift = 12582912.0f; /* round(v / ln2) by the 1.5 * 2^23 trick */
+  const float n = (v * 1.44269504088896341f + shift) - shift;
+  const float n_exp = n == n ? n : 0.0f; /* NaN: keep the conversion below defined */
+  const float r = (v - n * 0.693359375f) + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t bits = ((int32_t)n_exp + 127) << 23;
+  float scale;
+  memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+/* tanh from the same exp, (1 - e^{-2|u|}) / (1 + e^{-2|u|}) with the sign of u: absolute error
+ * ~1e-7, which is what its uses need (a log-det term and the exponent of the scale). */
+static inline float maf_tanh_fast(float u) {
+  const float a = u < 0 ? -u : u;
+  const float t = maf_exp_fast(-2.0f * a);
+  const float r = (1.0f - t) / (1.0f + t);
+  return u < 0 ? -r : r;
+}
 #endif
 
 /* Rows per tile of the sequential (sampling) pass: L * TILE * H activations stay in L2. */
@@ -75,17 +105,30 @@ static int maf_reserve(cnf_bijector *b, int nmax) {
 
 /* ---- affine element map ---------------------------------------------------------------------- */
 /* s and ds/du for the raw log-scale u. */
-static inline cnf_real maf_scale(cnf_affine_scale kind, cnf_real u, cnf_real *ds_du) {
-  if (kind == CNF_AFFINE_SCALE_EXP_TANH) {
-    const cnf_real t = MAF_TANH(u);
-    *ds_du = 1 - t * t;
-    return t;
-  }
-  *ds_du = 1;
-  return u;
+static inline cnf_real maf_scale(cnf_affine_scale kind, cnf_real u) {
+  /* both computed, then selected: a branch would keep the element loops from vectorising */
+  const cnf_real t = maf_tanh_fast(u);
+  return kind == CNF_AFFINE_SCALE_EXP_TANH ? t : u;
+}
+/* ds/du from s = maf_scale(kind, u) */
+static inline cnf_real maf_scale_deriv(cnf_affine_scale kind, cnf_real s) {
+  return kind == CNF_AFFINE_SCALE_EXP_TANH ? 1 - s * s : 1;
 }
 
 /* ---- density direction ----------------------------------------------------------------------- */
+/* The element part of the affine forward pass: z = (x - m) e^{-s}, s (nd) WRITTEN.  Called with a
+ * constant kind, so that the inlined loop carries no unused tanh; restrict lets it vectorise
+ * without run-time alias checks. */
+static inline void maf_affine_forward_elems(cnf_affine_scale kind, size_t nd,
+                                            const cnf_real *restrict th,
+                                            const cnf_real *restrict x, cnf_real *restrict z,
+                                            cnf_real *restrict s) {
+  for (size_t e = 0; e < nd; e++) {
+    s[e] = maf_scale(kind, th[2 * e + 1]);
+    z[e] = (x[e] - th[2 * e]) * maf_exp_fast(-s[e]);
+  }
+}
+
 static int maf_forward(cnf_bijector *b, int n, const cnf_real *x, const cnf_real *c,
                        cnf_real *z, cnf_real *logdet) {
   maf_impl *im = maf_of(b);
@@ -105,19 +148,38 @@ static int maf_forward(cnf_bijector *b, int n, const cnf_real *x, const cnf_real
     }
     return 0;
   }
+  /* flat loops over the n*D elements vectorise (the scale kind is loop-invariant) */
   const cnf_affine_scale kind = b->spec.scale_kind;
+  cnf_real *sc = im->e1;
+  const size_t nd = (size_t)n * D;
+  if (kind == CNF_AFFINE_SCALE_EXP)
+    maf_affine_forward_elems(CNF_AFFINE_SCALE_EXP, nd, im->theta, x, z, sc);
+  else
+    maf_affine_forward_elems(CNF_AFFINE_SCALE_EXP_TANH, nd, im->theta, x, z, sc);
   for (int i = 0; i < n; i++) {
     cnf_real ld = 0;
-    for (int d = 0; d < D; d++) {
-      const size_t e = (size_t)i * D + d;
-      cnf_real ds_du;
-      const cnf_real s = maf_scale(kind, im->theta[2 * e + 1], &ds_du);
-      z[e] = (x[e] - im->theta[2 * e]) * MAF_EXP(-s);
-      ld -= s;
-    }
+    for (int d = 0; d < D; d++)
+      ld -= sc[(size_t)i * D + d];
     logdet[i] += ld;
   }
   return 0;
+}
+
+/* The element part of the affine backward pass (constant kind and restrict as in the forward
+ * pass): dtheta (nd, 2) WRITTEN without the log-det seed term, direct (nd) = dz e^{-s},
+ * dsd (nd) = ds/du. */
+static inline void maf_affine_backward_elems(cnf_affine_scale kind, size_t nd,
+                                      const cnf_real *restrict th, const cnf_real *restrict dz,
+                                      const cnf_real *restrict z, cnf_real *restrict dth,
+                                      cnf_real *restrict direct, cnf_real *restrict dsd) {
+  for (size_t e = 0; e < nd; e++) {
+    const cnf_real s = maf_scale(kind, th[2 * e + 1]);
+    const cnf_real es = maf_exp_fast(-s), ds_du = maf_scale_deriv(kind, s);
+    dth[2 * e] = -dz[e] * es;
+    dth[2 * e + 1] = -dz[e] * z[e] * ds_du;
+    direct[e] = dz[e] * es;
+    dsd[e] = ds_du;
+  }
 }
 
 /* dL/dx = direct part (through x_d itself) + MADE part (through theta_{d'} of later dims). */
@@ -136,17 +198,19 @@ static int maf_backward(cnf_bijector *b, int n, const cnf_real *x, const cnf_rea
         im->e2[(size_t)i * D + d] = dlogdet[i];
     cnf_rqs_backward(&im->conf, n * D, x, im->theta, dz, im->e2, direct, im->dtheta);
   } else {
-    const cnf_affine_scale kind = b->spec.scale_kind;
+    /* z = (x - m) e^{-s}: dz/dm = -e^{-s}, dz/ds = -z, dlogdet/ds = -1; a flat vectorised loop,
+     * then the log-det seeds row by row (ds/du kept in e2) */
+    cnf_real *dth = im->dtheta, *dsd = im->e2;
+    if (b->spec.scale_kind == CNF_AFFINE_SCALE_EXP)
+      maf_affine_backward_elems(CNF_AFFINE_SCALE_EXP, (size_t)n * D, im->theta, dz, z, dth,
+                                direct, dsd);
+    else
+      maf_affine_backward_elems(CNF_AFFINE_SCALE_EXP_TANH, (size_t)n * D, im->theta, dz, z, dth,
+                                direct, dsd);
     for (int i = 0; i < n; i++)
       for (int d = 0; d < D; d++) {
         const size_t e = (size_t)i * D + d;
-        cnf_real ds_du;
-        const cnf_real s = maf_scale(kind, im->theta[2 * e + 1], &ds_du);
-        const cnf_real es = MAF_EXP(-s);
-        /* z = (x - m) e^{-s}: dz/dm = -e^{-s}, dz/ds = -z, dlogdet/ds = -1 */
-        im->dtheta[2 * e] = -dz[e] * es;
-        im->dtheta[2 * e + 1] = (-dz[e] * z[e] - dlogdet[i]) * ds_du;
-        direct[e] = dz[e] * es;
+        dth[2 * e + 1] -= dlogdet[i] * dsd[e];
       }
   }
   CNF_CALL(cnf_made_backward(im->made, b->params, n, x, c, im->dtheta, b->grads, dx, dc));
@@ -188,8 +252,7 @@ static void maf_invert_column(cnf_bijector *b, maf_impl *im, int nt, int d, cons
   }
   const cnf_affine_scale kind = b->spec.scale_kind;
   for (int i = 0; i < nt; i++) {
-    cnf_real ds_du;
-    const cnf_real s = maf_scale(kind, th[2 * i + 1], &ds_du);
+    const cnf_real s = maf_scale(kind, th[2 * i + 1]);
     x[(size_t)i * D + d] = z[(size_t)i * D + d] * MAF_EXP(s) + th[2 * i];
     logdet[i] += s;
   }

@@ -64,6 +64,9 @@ static inline float rqs_exp(float v) {
   /* n = round(v / ln2) by the 1.5 * 2^23 trick (exact for |n| < 2^22, no rounding-mode call) */
   const float shift = 12582912.0f;
   const float n = (v * 1.44269504088896341f + shift) - shift;
+  /* NaN input (a non-finite parameter upstream) passes the clamp and stays NaN through r and
+   * p; the exponent bits must still come from a defined conversion ((int32_t)NaN is UB) */
+  const float n_exp = n == n ? n : 0.0f;
   const float r = (v - n * 0.693359375f) + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -72,7 +75,7 @@ static inline float rqs_exp(float v) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  return p * rqs_bits_to_float(((int32_t)n + 127) << 23);
+  return p * rqs_bits_to_float(((int32_t)n_exp + 127) << 23);
 }
 
 /* log for positive normal v (Cephes logf polynomial, ~1 ulp). */

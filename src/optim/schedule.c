@@ -2,6 +2,7 @@
 #include "cnflow/optim.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 static const char *const kind_names[CNF_SCHED_KIND_COUNT] = {
@@ -142,15 +143,21 @@ double cnf_schedule_lr(const cnf_schedule *s, int64_t step) {
   }
   case CNF_SCHED_COSINE: {
     int64_t t_i = c->t0_steps, t_cur = step;
+    double len = (double)t_i; /* length of the cycle holding the step */
     if (c->t_mult == 1) {
       t_cur = step % t_i;
     } else {
       while (t_cur >= t_i) {
         t_cur -= t_i;
+        if (t_i > INT64_MAX / c->t_mult) { /* the next cycle outlasts any int64 step */
+          len = (double)t_i * c->t_mult;
+          break;
+        }
         t_i *= c->t_mult;
+        len = (double)t_i;
       }
     }
-    return c->eta_min + (peak - c->eta_min) * (1.0 + cos(M_PI * (double)t_cur / t_i)) / 2.0;
+    return c->eta_min + (peak - c->eta_min) * (1.0 + cos(M_PI * (double)t_cur / len)) / 2.0;
   }
   case CNF_SCHED_ONECYCLE: {
     double initial = peak / c->div_factor, final = initial / c->final_div_factor;
