@@ -28,6 +28,9 @@ int cli_get_string(const char *name, const char *def, const char *help, char *ou
 int cli_help_requested(void);
 /* Print a help header for a command (rank 0). */
 void cli_help_header(const char *usage, const char *description);
+/* Fail (one collective error) on options that nothing has read: typos must not run a long
+ * job with defaults.  Commands call it after reading all their options. */
+int cli_check_unused_options(void);
 /* Apply -blas_threads (default 1) and -log_level. Called by main before any command. */
 int cli_common_setup(void);
 

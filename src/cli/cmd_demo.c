@@ -139,6 +139,7 @@ int cmd_demo(int argc, char **argv) {
                   "Train the 'toy' flow on a 2-D Gaussian mixture whose modes move with c, data\n"
                   "parallel over the MPI ranks; print the held-out NLL next to the exact NLL.");
   CNF_CALL(demo_read_options(&o));
+  CNF_CALL(cli_check_unused_options());
   if (cli_help_requested())
     return 0;
   int rank, size;

@@ -148,6 +148,8 @@ int cmd_generate(int argc, char **argv) {
   cnf_data_gen_config_default(&cfg);
   char path[4096];
   int rc = read_options(gen, opts, &cfg, path, sizeof path);
+  if (rc == 0)
+    rc = cli_check_unused_options();
   if (rc == 0 && !cli_help_requested()) {
     int size = 1;
     MPI_Comm_size(MPI_COMM_WORLD, &size);

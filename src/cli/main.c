@@ -102,7 +102,14 @@ int main(int argc, char **argv) {
             bad = argv[i];
             break;
           }
-        if (bad)
+        const char *later = NULL; /* a command after options: say where it goes */
+        for (int i = 1; i < argc && !later; i++)
+          for (int k = 0; k < n_commands; k++)
+            if (strcmp(argv[i], commands[k].name) == 0)
+              later = commands[k].name;
+        if (later)
+          fprintf(stderr, "cnflow: error: the command comes first: cnflow %s [options]\n", later);
+        else if (bad)
           fprintf(stderr, "cnflow: error: unknown command '%s'\n", bad);
         else
           fprintf(stderr, "cnflow: error: no command given\n");

@@ -154,3 +154,37 @@ int cli_common_setup(void) {
   cnf_log_set_level((cnf_log_level)level);
   return 0;
 }
+
+/* A mistyped option (-n_events for -n) would otherwise be ignored silently and a long job run
+ * with the default.  PETSc records which options were queried; every command calls this after
+ * reading its options and before doing work.  -ignore_unused_options lets a shared options
+ * file carry options of other commands. */
+int cli_check_unused_options(void) {
+  int ignore = 0;
+  CNF_CALL(cli_get_bool("ignore_unused_options", 0,
+                        "do not fail on options no part of this command reads", &ignore));
+  if (cli_help_requested())
+    return 0;
+  PetscInt n = 0;
+  char **names = NULL, **values = NULL;
+  if (PetscOptionsLeftGet(NULL, &n, &names, &values))
+    return cnf_error_set(CNF_ERR_STATE, "cannot list the unused options");
+  char list[512] = "";
+  for (PetscInt i = 0; i < n; i++) {
+    if (strcmp(names[i], "cnflow_help") == 0)
+      continue;
+    size_t used = strlen(list);
+    snprintf(list + used, sizeof list - used, "%s-%s", used ? ", " : "", names[i]);
+  }
+  PetscOptionsLeftRestore(NULL, &n, &names, &values);
+  if (!list[0])
+    return 0;
+  if (ignore) {
+    if (cnf_log_rank() == 0)
+      cnf_log_warn("ignoring unused option(s): %s", list);
+    return 0;
+  }
+  return cnf_error_set(CNF_ERR_ARG,
+                       "unknown option(s) for this command: %s (-help lists the options; "
+                       "-ignore_unused_options to go on)", list);
+}

@@ -82,3 +82,17 @@ cli_test(cli_int64_nan ${CLI_ERROR_1}
          --stderr "^cnflow: error: option -n expects an integer, got 'nan'$"
          --absent cli_n.h5
          -- ${CLI_BIN} generate calo-pion -o cli_n.h5 -n nan)
+
+# a mistyped option must not run the job with defaults: one error line naming it, no output
+cli_test(cli_unknown_option ${CLI_ERROR_1}
+         --stderr "^cnflow: error: unknown option\\(s\\) for this command: -n_events"
+         --absent cli_unknown_opt.h5
+         -- ${CLI_BIN} generate calo-pion -o cli_unknown_opt.h5 -n_events 10)
+# ... unless the user says an options file carries other commands' options too
+cli_test(cli_unknown_option_ignored --exit 0 --stderr "ignoring unused option\\(s\\): -train_epochs"
+         -- ${CLI_BIN} generate calo-pion -o cli_unknown_opt_ok.h5 -n 10 -train_epochs 3
+         -ignore_unused_options)
+# options before the command: say where the command goes
+cli_test(cli_command_not_first ${CLI_ERROR_1}
+         --stderr "^cnflow: error: the command comes first: cnflow generate \\[options\\]$"
+         -- ${CLI_BIN} -log_level 2 generate calo-pion -n 10)
