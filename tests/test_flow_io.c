@@ -140,6 +140,17 @@ static void test_round_trip_bit_identical(void **state) {
   /* the condition transform is part of the model: log10 of a non-positive c is refused */
   cnf_real x[4] = {0.5f, 0.5f, 0.5f, 0.5f}, c[2] = {-1.0f, 0.0f}, lp;
   assert_int_equal(cnf_flow_log_prob(g, 1, x, c, &lp), CNF_ERR_NUMERIC);
+  /* ... and reads back exactly as it was set */
+  const cnf_cond_map want_map[2] = {CNF_COND_LOG10, CNF_COND_IDENTITY};
+  const double want_shift[2] = {1.0, -0.5}, want_scale[2] = {0.5, 2.0};
+  for (int j = 0; j < 2; j++) {
+    cnf_cond_map m;
+    double sh, sc;
+    assert_int_equal(cnf_flow_get_cond_transform(g, j, &m, &sh, &sc), 0);
+    assert_int_equal(m, want_map[j]);
+    assert_true(sh == want_shift[j] && sc == want_scale[j]);
+  }
+  assert_int_equal(cnf_flow_get_cond_transform(g, 2, NULL, NULL, NULL), CNF_ERR_ARG);
   cnf_flow_free(&g);
   cnf_flow_free(&f);
   remove(path);

@@ -162,6 +162,10 @@ int cnf_flow_params_changed(cnf_flow *f);
  *   c' = (map(c) - shift) * scale.   Default: identity, shift 0, scale 1. */
 int cnf_flow_set_cond_transform(cnf_flow *f, const cnf_cond_map *map, const double *shift,
                                 const double *scale);
+/* Read condition j's transform back (model files, scans reporting in raw units): map, shift
+ * and scale, any of them may be NULL.  CNF_ERR_ARG if j is out of range. */
+int cnf_flow_get_cond_transform(const cnf_flow *f, int j, cnf_cond_map *map, double *shift,
+                                double *scale);
 /* Apply the condition transform (n, C) -> (n, C) and optionally its Jacobian diag (dc'/dc). */
 int cnf_flow_transform_cond(const cnf_flow *f, int n, const cnf_real *c_raw, cnf_real *c_out,
                             cnf_real *dcout_dcraw);

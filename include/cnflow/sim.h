@@ -78,3 +78,5 @@ extern const cnf_generator cnf_gen_calo_pion;    /* G3: pion layer energies     
 
 /* Look a generator up by name; NULL if unknown. */
 const cnf_generator *cnf_generator_find(const char *name);
+/* The i-th registered generator (0, 1, ...), NULL past the last: for listing the names. */
+const cnf_generator *cnf_generator_at(int i);

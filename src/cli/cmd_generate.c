@@ -7,10 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The registry (sim/registry.c) looks names up but cannot list them; the error message for an
- * unknown name lists these, keeping only those the registry resolves. */
-static const char *const registry_names[] = {"hgg", "calo-photon", "calo-pion"};
-
 static const cnf_generator *find_generator(const char *name) {
   if (strcmp(name, cnf_gen_testgen.name) == 0)
     return &cnf_gen_testgen;
@@ -19,11 +15,11 @@ static const cnf_generator *find_generator(const char *name) {
 
 static void generator_names(char *buf, size_t len) {
   buf[0] = '\0';
-  for (size_t i = 0; i < sizeof registry_names / sizeof registry_names[0]; i++)
-    if (cnf_generator_find(registry_names[i])) {
-      strncat(buf, registry_names[i], len - strlen(buf) - 1);
-      strncat(buf, ", ", len - strlen(buf) - 1);
-    }
+  const cnf_generator *g;
+  for (int i = 0; (g = cnf_generator_at(i)) != NULL; i++) {
+    strncat(buf, g->name, len - strlen(buf) - 1);
+    strncat(buf, ", ", len - strlen(buf) - 1);
+  }
   strncat(buf, cnf_gen_testgen.name, len - strlen(buf) - 1);
 }
 

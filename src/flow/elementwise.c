@@ -4,6 +4,7 @@
  * log|det dx/dz|.  The log-determinants are exact (no clipping): an input outside the domain
  * (tanh: |x| >= 1, logit: u = alpha + (1 - 2 alpha) x outside (0, 1)) is an error, never a NaN. */
 #include "bijector_impl.h"
+#include "fastmath.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -28,41 +29,9 @@ static double log1m_tanh2(double z) {
 static double softplus(double v) { return v > 0 ? v + log1p(exp(-v)) : log1p(exp(v)); }
 
 #if !CNF_REAL_IS_DOUBLE
-/* The float library's atanh bijector runs on every training and log-prob batch: inline float
- * log1p instead of two double libm calls per element.  log: the Cephes logf polynomial (~1 ulp,
- * positive normal v, as in rqs.c); log1p(v) = log(w) v / (w - 1), w = fl(1 + v) (Goldberg),
- * accurate for every v > -1. */
-static inline float ew_logf(float v) {
-  int32_t bits;
-  memcpy(&bits, &v, sizeof bits);
-  float e = (float)(((bits >> 23) & 0xff) - 126);
-  const int32_t mbits = (bits & 0x007fffff) | 0x3f000000; /* v = m 2^e, m in [0.5, 1) */
-  float m;
-  memcpy(&m, &mbits, sizeof m);
-  const int small = m < 0.707106781186547524f;
-  e = small ? e - 1.0f : e;
-  const float f = small ? m + m - 1.0f : m - 1.0f;
-  const float z = f * f;
-  float y = 7.0376836292e-2f;
-  y = y * f - 1.1514610310e-1f;
-  y = y * f + 1.1676998740e-1f;
-  y = y * f - 1.2420140846e-1f;
-  y = y * f + 1.4249322787e-1f;
-  y = y * f - 1.6668057665e-1f;
-  y = y * f + 2.0000714765e-1f;
-  y = y * f - 2.4999993993e-1f;
-  y = y * f + 3.3333331174e-1f;
-  y = y * f * z;
-  y += -2.12194440e-4f * e;
-  y += -0.5f * z;
-  return (f + y) + 0.693359375f * e;
-}
-
-static inline float ew_log1pf(float v) {
-  const float w = 1.0f + v, d = w - 1.0f;
-  const float r = ew_logf(w) * (v / (d == 0.0f ? 1.0f : d));
-  return d == 0.0f ? v : r;
-}
+/* The float library's atanh bijector runs on every training and log-prob batch: the inline
+ * float log1p of fastmath.h instead of two double libm calls per element. */
+#define ew_log1pf cnf_fm_log1p
 #endif
 
 /* ---- permute ------------------------------------------------------------------------------- */

@@ -319,9 +319,18 @@ int cnf_flow_transform_cond(const cnf_flow *f, int n, const cnf_real *c_raw, cnf
 }
 
 /* Accessors used by the model-file writer (flow_io.c) */
-cnf_cond_map cnf_flow_cond_map_(const cnf_flow *f, int j) { return f->cond_map[j]; }
-double cnf_flow_cond_shift_(const cnf_flow *f, int j) { return f->cond_shift[j]; }
-double cnf_flow_cond_scale_(const cnf_flow *f, int j) { return f->cond_scale[j]; }
+int cnf_flow_get_cond_transform(const cnf_flow *f, int j, cnf_cond_map *map, double *shift,
+                                double *scale) {
+  if (!f || j < 0 || j >= f->C)
+    return cnf_error_set(CNF_ERR_ARG, "condition index %d outside [0, %d)", j, f ? f->C : 0);
+  if (map)
+    *map = f->cond_map[j];
+  if (shift)
+    *shift = f->cond_shift[j];
+  if (scale)
+    *scale = f->cond_scale[j];
+  return 0;
+}
 
 /* ---- work buffers --------------------------------------------------------------------------- */
 static cnf_real *act_slice(const cnf_flow *f, int k) {

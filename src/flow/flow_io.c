@@ -45,10 +45,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-/* flow.c: the condition transform of a flow (not part of the public header) */
-cnf_cond_map cnf_flow_cond_map_(const cnf_flow *f, int j);
-double cnf_flow_cond_shift_(const cnf_flow *f, int j);
-double cnf_flow_cond_scale_(const cnf_flow *f, int j);
 
 #define MODEL_FORMAT "cnflow-model"
 
@@ -301,9 +297,9 @@ static int save_condition(hid_t model, const cnf_flow *f, const char *path) {
     goto done;
   }
   for (int j = 0; j < C; j++) {
-    map[j] = (int32_t)cnf_flow_cond_map_(f, j);
-    shift[j] = cnf_flow_cond_shift_(f, j);
-    scale[j] = cnf_flow_cond_scale_(f, j);
+    cnf_cond_map m;
+    CNF_CALL_GOTO(rc, done, cnf_flow_get_cond_transform(f, j, &m, &shift[j], &scale[j]));
+    map[j] = (int32_t)m;
   }
   g = H5Gcreate2(model, "condition", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   if (g < 0) {

@@ -8,6 +8,7 @@
  * computed at each step), on row tiles that keep the activations in cache.
  */
 #include "bijector_impl.h"
+#include "fastmath.h"
 #include "cnflow/nn.h"
 
 #include <math.h>
@@ -21,26 +22,9 @@ static inline double maf_exp_fast(double v) { return exp(v); }
 static inline double maf_tanh_fast(double v) { return tanh(v); }
 #else
 #define MAF_EXP expf
-/* exp for the affine element loops of the float library (Cephes expf polynomial, ~1 ulp, the
- * kernel of rqs.c): unlike expf it vectorises.  Arguments are clamped to [-87, 88]. */
-static inline float maf_exp_fast(float v) {
-  v = v < -87.0f ? -87.0f : (v > 88.0f ? 88.0f : v);
-  const float shift = 12582912.0f; /* round(v / ln2) by the 1.5 * 2^23 trick */
-  const float n = (v * 1.44269504088896341f + shift) - shift;
-  const float n_exp = n == n ? n : 0.0f; /* NaN: keep the conversion below defined */
-  const float r = (v - n * 0.693359375f) + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  int32_t bits = ((int32_t)n_exp + 127) << 23;
-  float scale;
-  memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
+/* exp for the affine element loops of the float library (fastmath.h): unlike expf it
+ * vectorises.  Arguments are clamped to [-87, 88]. */
+static inline float maf_exp_fast(float v) { return cnf_fm_exp(v); }
 
 /* tanh from the same exp, (1 - e^{-2|u|}) / (1 + e^{-2|u|}) with the sign of u: absolute error
  * ~1e-7, which is what its uses need (a log-det term and the exponent of the scale). */

@@ -1,15 +1,7 @@
 # What a user sees from `cnflow` itself (src/cli/main.c, options.c): usage, unknown commands,
 # -help, -options_file, and malformed common or command options.  Every error case checks the
 # exit status AND that stderr is exactly one "cnflow: error: ..." line (tests/cli_expect.sh).
-set(CLI_TEST_ENV ${CNFLOW_TEST_ENV})
-if(CNFLOW_SANITIZE)
-  # Open MPI keeps memory until exit; tests/lsan.supp names those allocations only.  Full
-  # unwinding lets LeakSanitizer see the MPI frames through libraries without frame pointers;
-  # print_suppressions=0 keeps its summary off stderr, whose line count is checked.
-  list(APPEND CLI_TEST_ENV
-       "ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0"
-       "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp:print_suppressions=0")
-endif()
+set(CLI_TEST_ENV ${CNFLOW_TEST_ENV}) # with the sanitizer options of tests/CMakeLists.txt
 
 # cli_test(<name> <checks...> -- <cnflow arguments...>): one run of the binary
 function(cli_test name)
