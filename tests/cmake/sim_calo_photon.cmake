@@ -22,3 +22,18 @@ calo_photon_error_test(generate_error_calo-photon_d_inverted 2 "thickness .* ran
                        -n 100 -photon_d_min 1.5 -photon_d_max 0.5)
 calo_photon_error_test(generate_error_calo-photon_gflash 1 "-photon_gflash: unknown value 'geant3'"
                        -n 100 -photon_gflash geant3)
+
+# a 2-rank file read back with h5py: layout, units, window = max-sum crop of the full image +
+# noise, per-shower energy bookkeeping (tests/check_calo_photon_h5py.py)
+cnflow_mpi_test(generate_calo_photon_2ranks 2 $<TARGET_FILE:cnflow> generate calo-photon -n 400
+                -batch 64 -progress 0 -o generate_calo_photon_2ranks.h5)
+set_tests_properties(generate_calo_photon_2ranks PROPERTIES FIXTURES_SETUP calo_photon_file
+                     WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}
+                     PASS_REGULAR_EXPRESSION "wrote generate_calo_photon_2ranks.h5: 400 rows")
+add_test(NAME generate_calo_photon_h5py_read
+         COMMAND ${CNFLOW_PYTHON} ${CMAKE_SOURCE_DIR}/tests/check_calo_photon_h5py.py
+                 generate_calo_photon_2ranks.h5 400)
+set_tests_properties(generate_calo_photon_h5py_read PROPERTIES FIXTURES_REQUIRED calo_photon_file
+                     ENVIRONMENT "${CNFLOW_TEST_ENV}" TIMEOUT 60
+                     PASS_REGULAR_EXPRESSION "PASS: calo-photon file"
+                     WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
