@@ -72,6 +72,10 @@ void cnf_error_clear(void);
 _Noreturn void cnf_abort_(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The git revision the library was built from (`git describe --always --dirty`), or
+ * "unknown" outside a checkout.  Written into every dataset and model file. */
+const char *cnf_git_rev(void);
+
 /* Checked allocation helpers: return NULL and set CNF_ERR_NOMEM on failure. */
 void *cnf_malloc(size_t bytes);
 void *cnf_calloc(size_t count, size_t size);

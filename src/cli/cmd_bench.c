@@ -444,7 +444,7 @@ static int bench_write_json(const char *path, const bench_item *items, int n, do
   fprintf(fp, "{\"meta\": {\"finished\": \"%s\", \"cnflow_version\": \"%s\", \"git_rev\": \"%s\", \"real\": \"%s\", "
               "\"blas_threads\": 1, \"seconds_per_measurement\": %g, \"sgemm_gflops\": %.3f, "
               "\"peer\": %s},\n \"results\": [",
-          when, CNFLOW_VERSION, CNFLOW_GIT_REV, CNF_REAL_IS_DOUBLE ? "double" : "float", o->seconds,
+          when, CNFLOW_VERSION, cnf_git_rev(), CNF_REAL_IS_DOUBLE ? "double" : "float", o->seconds,
           sgemm, o->peer ? "true" : "false");
   for (int i = 0; i < n; i++) {
     const bench_item *it = &items[i];

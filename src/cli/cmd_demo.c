@@ -114,7 +114,7 @@ static int demo_run(const demo_opts *o, int size, int rank) {
                "demo -demo_train_events %d -demo_val_events %d -demo_epochs %d -demo_batch %d "
                "-demo_lr %g -demo_seed %lld", o->train_events, o->val_events, o->epochs,
                o->batch, o->lr, (long long)o->seed);
-      snprintf(prov.git_rev, sizeof prov.git_rev, "%s", CNFLOW_GIT_REV);
+      snprintf(prov.git_rev, sizeof prov.git_rev, "%s", cnf_git_rev());
       rc = cnf_flow_save(f, o->out, &prov);
     }
     MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);

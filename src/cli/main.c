@@ -17,7 +17,7 @@ static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 static void usage(void) {
   printf("cnflow %s (%s): conditional normalizing flows for detector response and calibration\n"
          "usage: cnflow <command> [options]    (cnflow <command> -help lists its options)\n"
-         "commands:\n", CNFLOW_VERSION, CNFLOW_GIT_REV);
+         "commands:\n", CNFLOW_VERSION, cnf_git_rev());
   for (int i = 0; i < n_commands; i++)
     printf("  %-10s %s\n", commands[i].name, commands[i].summary);
   printf("common options: -options_file FILE, -blas_threads N (1), -log_level 0|1|2\n");

@@ -236,7 +236,7 @@ static int write_root_attrs(writer *w) {
   CNF_CALL(h5u_attr_write_int64(w->file, "seed", 0, NULL, &seed));
   CNF_CALL(h5u_attr_write_int64(w->file, "n_events", 0, NULL, &n));
   CNF_CALL(h5u_attr_write_string(w->file, "cnflow_version", CNFLOW_VERSION));
-  CNF_CALL(h5u_attr_write_string(w->file, "cnflow_git_rev", CNFLOW_GIT_REV));
+  CNF_CALL(h5u_attr_write_string(w->file, "cnflow_git_rev", cnf_git_rev()));
   CNF_CALL(h5u_attr_write_strings(w->file, "split_names", 3, cnf_split_names));
   return h5u_attr_write_int64(w->file, "split_ranges", 2, dims, ranges);
 }

@@ -341,7 +341,7 @@ static int save_provenance(hid_t file, const cnf_model_provenance *prov, const c
   CNF_CALL_GOTO(rc, done, attr_write_i32(g, "epoch", prov->epoch, where));
   CNF_CALL_GOTO(rc, done, attr_write_f64(g, "val_score", prov->val_score, where));
   CNF_CALL_GOTO(rc, done, attr_write_str(g, "git_rev",
-                                         prov->git_rev[0] ? prov->git_rev : CNFLOW_GIT_REV,
+                                         prov->git_rev[0] ? prov->git_rev : cnf_git_rev(),
                                          where));
   CNF_CALL_GOTO(rc, done, attr_write_str(g, "created", created, where));
 done:
@@ -359,7 +359,7 @@ static int save_file(const cnf_flow *f, const char *tmp, const char *path,
   CNF_CALL_GOTO(rc, done, attr_write_str(file, "format", MODEL_FORMAT, path));
   CNF_CALL_GOTO(rc, done, attr_write_i32(file, "format_version", CNF_FLOW_FORMAT_VERSION, path));
   CNF_CALL_GOTO(rc, done, attr_write_str(file, "cnflow_version", CNFLOW_VERSION, path));
-  CNF_CALL_GOTO(rc, done, attr_write_str(file, "git_rev", CNFLOW_GIT_REV, path));
+  CNF_CALL_GOTO(rc, done, attr_write_str(file, "git_rev", cnf_git_rev(), path));
   model = H5Gcreate2(file, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   if (model < 0) {
     rc = cnf_error_set(CNF_ERR_IO, "%s: cannot create group /model", path);
