@@ -37,6 +37,8 @@ typedef enum cnf_status {
   CNF_ERR_MPI = -6,     /* MPI call failed */
   CNF_ERR_PETSC = -7,   /* PETSc/TAO call failed */
   CNF_ERR_STATE = -8,   /* call sequence error (e.g. backward before forward) */
+  CNF_ERR_INTERRUPTED = -9, /* stopped by a signal (SIGTERM/SIGUSR1) after writing a checkpoint:
+                               `cnflow` exits with status 75 (EX_TEMPFAIL), resume with -resume */
 } cnf_status;
 
 /* Record an error message (printf-style) for the current thread and return `code`.
@@ -88,6 +90,7 @@ void *cnf_aligned_alloc(size_t bytes);
 typedef enum cnf_log_level { CNF_LOG_QUIET = 0, CNF_LOG_INFO = 1, CNF_LOG_DEBUG = 2 } cnf_log_level;
 void cnf_log_set_rank(int rank, int size);
 void cnf_log_set_level(cnf_log_level level);
+cnf_log_level cnf_log_get_level(void);
 int cnf_log_rank(void);
 /* Printed on rank 0 only, to stdout, prefixed "[cnflow] ". */
 void cnf_log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

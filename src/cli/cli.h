@@ -38,3 +38,4 @@ int cli_common_setup(void);
 int cmd_demo(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_train(int argc, char **argv);

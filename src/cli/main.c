@@ -10,6 +10,7 @@
 static const cnf_command commands[] = {
     {"demo", "train a flow on the built-in toy density and print its held-out NLL", cmd_demo, 1},
     {"generate", "generate a dataset (hgg | calo-photon | calo-pion) into parallel HDF5", cmd_generate, 1},
+    {"train", "train a flow (or an ensemble) on a dataset file, with checkpoint/resume", cmd_train, 1},
     {"bench", "benchmark the flow engine against the PyTorch peer", cmd_bench, 1},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
@@ -74,6 +75,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "cnflow: error: MPI initialisation failed\n");
     return 1;
   }
+  /* MPI errors are returned, not fatal, so every call's status is real and a failure becomes
+   * cnflow's one-line error (communicators split later inherit the handler) */
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
@@ -139,7 +143,8 @@ int main(int argc, char **argv) {
     if (rank == 0)
       fprintf(stderr, "cnflow: error: %s\n", cnf_error_message()[0] ? cnf_error_message()
                                                                    : cnf_status_string(rc));
-    return finish(1);
+    /* 75 = EX_TEMPFAIL: stopped by a signal with a checkpoint written (SLURM requeue) */
+    return finish(rc == CNF_ERR_INTERRUPTED ? 75 : 1);
   }
   if (rc < 0) {
     fprintf(stderr, "cnflow: error: %s\n", cnf_error_message()[0] ? cnf_error_message()

@@ -32,6 +32,7 @@ const char *cnf_status_string(int code) {
   case CNF_ERR_MPI: return "MPI error";
   case CNF_ERR_PETSC: return "PETSc error";
   case CNF_ERR_STATE: return "invalid call sequence";
+  case CNF_ERR_INTERRUPTED: return "interrupted (checkpoint written)";
   default: return "unknown error";
   }
 }

@@ -12,6 +12,7 @@ void cnf_log_set_rank(int rank, int size) {
   log_size = size;
 }
 void cnf_log_set_level(cnf_log_level level) { log_level = level; }
+cnf_log_level cnf_log_get_level(void) { return log_level; }
 int cnf_log_rank(void) { return log_rank; }
 
 void cnf_log_info(const char *fmt, ...) {
