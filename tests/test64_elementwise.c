@@ -1,4 +1,4 @@
-/* Elementwise bijectors (permute, tanh, logit, affine_fixed), double precision: log-dets
+/* Elementwise bijectors (permute, tanh, logit, affine_fixed, log, cond_scale), double precision: log-dets
  * against the log|det| of a finite-difference Jacobian, inverse round trips, backward against
  * finite differences of a scalar loss, closed forms, and domain errors. */
 #include "testutil.h"
@@ -229,6 +229,146 @@ static void test_affine_fixed(void **state) {
   assert_non_null(strstr(cnf_error_message(), "dimension 1"));
 }
 
+static void test_log(void **state) {
+  cnf_bijector_spec s = {.kind = CNF_BIJ_LOG, .eps = 1e-3};
+  check_bijector(&s);
+  cnf_bijector b;
+  make_bijector(&b, &s);
+  double x[N * D], z[N * D], ld[N] = {0};
+  fill_inputs(x, 19);
+  assert_int_equal(b.ops->forward(&b, N, x, NULL, z, ld), 0);
+  for (int i = 0; i < N; i++) {
+    double want = 0;
+    for (int j = 0; j < D; j++) {
+      assert_close(z[i * D + j], log(x[i * D + j] + 1e-3), 1e-15, 1e-15);
+      want -= log(x[i * D + j] + 1e-3);
+    }
+    assert_close(ld[i], want, 1e-14, 1e-14);
+  }
+  x[3] = -2e-3; /* below -eps: outside the domain is an error, not a NaN */
+  assert_int_equal(b.ops->forward(&b, N, x, NULL, z, ld), CNF_ERR_NUMERIC);
+  assert_non_null(strstr(cnf_error_message(), "row 0 column 3"));
+  b.ops->destroy(&b);
+  s.eps = -1;
+  memset(&b, 0, sizeof b);
+  b.dim = D;
+  b.spec = s;
+  assert_int_equal(cnf_bij_elementwise_create(&b), CNF_ERR_ARG);
+}
+
+/* cond_scale depends on a condition: inverse, log-det against the FD Jacobian in x, backward
+ * in x and in c against central differences. */
+static void test_cond_scale(void **state) {
+  enum { C = 2 };
+  cnf_bijector_spec s = {.kind = CNF_BIJ_COND_SCALE, .cond_index = 1, .cond_a = 0.7,
+                         .cond_b = -0.3};
+  cnf_bijector b;
+  memset(&b, 0, sizeof b);
+  b.spec = s;
+  b.dim = D;
+  b.cond_dim = C;
+  assert_int_equal(cnf_bij_elementwise_create(&b), 0);
+  double x[N * D], z[N * D], xr[N * D], c[N * C], ld[N] = {0}, ldi[N] = {0};
+  fill_inputs(x, 23);
+  cnf_rng r;
+  cnf_rng_init(&r, 29, 0, 0);
+  for (int e = 0; e < N * C; e++)
+    c[e] = cnf_rng_normal(&r);
+  assert_int_equal(b.ops->forward(&b, N, x, c, z, ld), 0);
+  assert_int_equal(b.ops->inverse(&b, N, z, c, xr, ldi), 0);
+  check_array("inverse(forward(x))", N * D, xr, x, 1e-12, 1e-13);
+  for (int i = 0; i < N; i++) {
+    double sv = 0.7 * c[i * C + 1] - 0.3;
+    assert_close(ld[i], -D * sv, 1e-13, 1e-13);
+    assert_close(ldi[i], D * sv, 1e-13, 1e-13);
+    for (int j = 0; j < D; j++)
+      assert_close(z[i * D + j], x[i * D + j] * exp(-sv), 1e-14, 1e-15);
+  }
+  /* L = sum a.z + sum w.logdet */
+  double a[N * D], w[N], dx[N * D], dc[N * C];
+  for (int e = 0; e < N * D; e++)
+    a[e] = cnf_rng_normal(&r);
+  for (int i = 0; i < N; i++)
+    w[i] = cnf_rng_normal(&r);
+  for (int e = 0; e < N * C; e++)
+    dc[e] = 0.5; /* dc ACCUMULATES */
+  assert_int_equal(b.ops->backward(&b, N, x, c, z, a, w, dx, dc), 0);
+  const double h = 1e-6;
+  for (int which = 0; which < 2; which++) {
+    double *v = which ? c : x;
+    int nv = which ? N * C : N * D;
+    for (int e = 0; e < nv; e++) {
+      double Lpm[2], keep = v[e];
+      for (int sgn = 0; sgn < 2; sgn++) {
+        double zs[N * D], lds[N] = {0}, L = 0;
+        v[e] = keep + (sgn == 0 ? h : -h);
+        assert_int_equal(b.ops->forward(&b, N, x, c, zs, lds), 0);
+        for (int f = 0; f < N * D; f++)
+          L += a[f] * zs[f];
+        for (int i = 0; i < N; i++)
+          L += w[i] * lds[i];
+        Lpm[sgn] = L;
+      }
+      v[e] = keep;
+      double fd = (Lpm[0] - Lpm[1]) / (2 * h);
+      double got = which ? dc[e] - 0.5 : dx[e];
+      check_fd(which ? "dc" : "dx", got, fd, 1.0);
+    }
+  }
+  b.ops->destroy(&b);
+  /* out-of-range condition index is refused */
+  memset(&b, 0, sizeof b);
+  s.cond_index = C;
+  b.spec = s;
+  b.dim = D;
+  b.cond_dim = C;
+  assert_int_equal(cnf_bij_elementwise_create(&b), CNF_ERR_ARG);
+}
+
+/* Through a flow with a log map on the condition: cond_a = 1/k, cond_b = s0 divide by the RAW
+ * condition exactly, and dL/dc_raw from cnf_flow_nll_backward matches finite differences. */
+static void test_cond_scale_divides_by_raw_condition(void **state) {
+  const double k = 0.8, s0 = 1.5;
+  cnf_bijector_spec specs[2] = {
+      {.kind = CNF_BIJ_COND_SCALE, .cond_index = 0, .cond_a = 1.0 / k, .cond_b = s0},
+      {.kind = CNF_BIJ_LOG, .eps = 0.01}};
+  cnf_flow *f = NULL;
+  assert_int_equal(cnf_flow_create(D, 1, 2, specs, &f), 0);
+  cnf_cond_map map = CNF_COND_LOG;
+  assert_int_equal(cnf_flow_set_cond_transform(f, &map, &s0, &k), 0);
+  double x[N * D], c[N], z[N * D], ld[N];
+  fill_inputs(x, 31);
+  for (int i = 0; i < N; i++)
+    c[i] = 2.0 + 3.0 * i;
+  assert_int_equal(cnf_flow_forward(f, N, x, c, z, ld), 0);
+  for (int i = 0; i < N; i++) {
+    double want = 0;
+    for (int j = 0; j < D; j++) {
+      double y = x[i * D + j] / c[i];
+      assert_close(z[i * D + j], log(y + 0.01), 1e-13, 1e-14);
+      want += -log(c[i]) - log(y + 0.01);
+    }
+    assert_close(ld[i], want, 1e-12, 1e-12);
+  }
+  double loss, dc[N], lp[N];
+  assert_int_equal(cnf_flow_nll_backward(f, N, x, c, NULL, &loss, lp, dc), 0);
+  const double h = 1e-6;
+  for (int i = 0; i < N; i++) {
+    double Lpm[2], keep = c[i];
+    for (int sgn = 0; sgn < 2; sgn++) {
+      c[i] = keep + (sgn == 0 ? h : -h);
+      double lps[N], L = 0;
+      assert_int_equal(cnf_flow_log_prob(f, N, x, c, lps), 0);
+      for (int e = 0; e < N; e++)
+        L -= lps[e] / N;
+      Lpm[sgn] = L;
+    }
+    c[i] = keep;
+    check_fd("dL/dc_raw", dc[i], (Lpm[0] - Lpm[1]) / (2 * h), 1.0);
+  }
+  cnf_flow_free(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_permute),
@@ -237,6 +377,9 @@ int main(void) {
       cmocka_unit_test(test_tanh_out_of_range_is_an_error),
       cmocka_unit_test(test_logit),
       cmocka_unit_test(test_affine_fixed),
+      cmocka_unit_test(test_log),
+      cmocka_unit_test(test_cond_scale),
+      cmocka_unit_test(test_cond_scale_divides_by_raw_condition),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

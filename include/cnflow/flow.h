@@ -46,7 +46,12 @@
  *   starts as the identity as in CaloINN).  Layout:
  *   W0 (H, |x1| + C), b0 (H), [W_l (H,H), b_l (H)]..., Wout (|x2|*P, H), bout (|x2|*P).
  * actnorm: loc (D), log_scale (D); density z = (x - loc) * exp(-log_scale).
- * permute, tanh, logit, affine_fixed: no trainable parameters.
+ * permute, tanh, logit, affine_fixed, log, cond_scale: no trainable parameters.
+ *   log:        z = log(x + eps), log|dz/dx| = -log(x + eps); sampling x = exp(z) - eps.
+ *   cond_scale: s = cond_a * c'_j + cond_b (c' = transformed conditions), z = x exp(-s),
+ *               log|det| = -D s; it depends on c, so dL/dc' gets d/dc' of both z and log|det|.
+ * These fixed bijectors carry the stored preprocessing of `cnflow train` (a model file is then
+ * the density of the raw observables): e.g. Flow-I = [log, affine_fixed, flow...].
  */
 #pragma once
 
@@ -63,6 +68,10 @@ typedef enum cnf_bijector_kind {
   CNF_BIJ_TANH,             /* density direction z = atanh(x); data in (-1, 1) */
   CNF_BIJ_LOGIT,            /* density direction z = logit(alpha + (1 - 2 alpha) x); data in [0,1] */
   CNF_BIJ_AFFINE_FIXED,     /* density direction z = (x - shift) / scale, constants per dim */
+  CNF_BIJ_LOG,              /* density direction z = log(x + eps) (natural log); data x > -eps */
+  CNF_BIJ_COND_SCALE,       /* density direction z = x * exp(-(cond_a * c'_j + cond_b)), j =
+                               cond_index, c' the TRANSFORMED condition: with a log map on c_j
+                               this is z = x / c_j exactly (ParaFlow's images / E_inc) */
   CNF_BIJ_KIND_COUNT
 } cnf_bijector_kind;
 
@@ -91,6 +100,9 @@ typedef struct cnf_bijector_spec {
   const int *perm;       /* permute: length D */
   const double *shift;   /* affine_fixed: length D */
   const double *scale;   /* affine_fixed: length D (non-zero) */
+  double eps;            /* log: offset inside the log (>= 0) */
+  int cond_index;        /* cond_scale: which (transformed) condition sets the scale */
+  double cond_a, cond_b; /* cond_scale: log-scale = cond_a * c'_j + cond_b */
 } cnf_bijector_spec;
 
 const char *cnf_bijector_kind_name(cnf_bijector_kind kind);
@@ -219,6 +231,9 @@ typedef struct cnf_model_provenance {
   int epoch;
   double val_score;
   char git_rev[64];
+  char dataset[2048]; /* the data binding, "key=value\n" lines written by `cnflow train`
+                         (train_file, target, target_columns, cond, cond_columns, prep, noise,
+                         ...); stored as /provenance attribute "dataset", "" when absent */
 } cnf_model_provenance;
 
 /* Serial HDF5 I/O (call on one rank).  Writes to "<path>.tmp" then renames. */

@@ -124,6 +124,8 @@ typedef struct cnf_study_conf {
   int resume;                /* continue from DIR/member_<k>.ckpt.h5 where present */
   int64_t interrupt_at_step; /* testing: behave as if SIGTERM arrived before this global step of
                                 every member (-1 off) */
+  int check_replicas;        /* after every step, compare a hash of the parameters over the
+                                group's ranks (an error if the replicas ever differ) */
   char options[4096];        /* the command line, stored as provenance */
 } cnf_study_conf;
 

@@ -146,6 +146,8 @@ static int read_run_options(cnf_study_conf *c) {
                        "SIGTERM/SIGUSR1 and at the end)", &c->checkpoint_every));
   CNF_CALL(cli_get_bool("resume", 0, "continue from the members' checkpoints in -o",
                         &c->resume));
+  CNF_CALL(cli_get_bool("check_replicas", 0, "compare a hash of the parameters over the ranks "
+                        "after every step (an error if they ever differ)", &c->check_replicas));
   CNF_CALL(cli_get_int64("train_interrupt_at_step", -1, "testing: act as if SIGTERM arrived "
                          "before this optimiser step (-1 off)", &c->interrupt_at_step));
   return 0;

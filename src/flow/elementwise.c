@@ -1,5 +1,6 @@
 /* Parameter-free bijectors that act on each event independently: a fixed permutation, tanh,
- * logit and a fixed per-dimension affine map.  All directions follow flow.h: forward is the
+ * logit, a fixed per-dimension affine map, log(x + eps) and the condition-dependent scale
+ * x exp(-(a c'_j + b)) (the stored preprocessing of `cnflow train`).  All directions follow flow.h: forward is the
  * density direction x -> z, logdet accumulates log|det dz/dx|; inverse is z -> x with
  * log|det dx/dz|.  The log-determinants are exact (no clipping): an input outside the domain
  * (tanh: |x| >= 1, logit: u = alpha + (1 - 2 alpha) x outside (0, 1)) is an error, never a NaN. */
@@ -227,6 +228,112 @@ static int affine_inverse(cnf_bijector *b, int n, const cnf_real *z, const cnf_r
   return 0;
 }
 
+/* ---- log: density z = log(x + eps), log|dz/dx| = -sum log(x + eps) ---------------------------- */
+static int log_forward(cnf_bijector *b, int n, const cnf_real *x, const cnf_real *c, cnf_real *z,
+                       cnf_real *logdet) {
+  const int D = b->dim;
+  const double eps = b->spec.eps;
+  for (int i = 0; i < n; i++) {
+    double ld = 0;
+    for (int j = 0; j < D; j++) {
+      double v = (double)x[(size_t)i * D + j] + eps;
+      if (!(v > 0) || !isfinite(v))
+        return cnf_error_set(CNF_ERR_NUMERIC, "log bijector (eps %g): input row %d column %d = "
+                             "%g is outside (-eps, inf)", eps, i, j, (double)x[(size_t)i * D + j]);
+      double l = log(v);
+      z[(size_t)i * D + j] = (cnf_real)l;
+      ld -= l;
+    }
+    logdet[i] += (cnf_real)ld;
+  }
+  return 0;
+}
+
+static int log_backward(cnf_bijector *b, int n, const cnf_real *x, const cnf_real *c,
+                        const cnf_real *z, const cnf_real *dz, const cnf_real *dlogdet,
+                        cnf_real *dx, cnf_real *dc) {
+  const int D = b->dim;
+  const double eps = b->spec.eps;
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < D; j++) {
+      size_t e = (size_t)i * D + j;
+      /* dz/dx = 1/(x + eps) and d(-log(x + eps))/dx = -1/(x + eps) */
+      dx[e] = (cnf_real)((dz[e] - dlogdet[i]) / ((double)x[e] + eps));
+    }
+  return 0;
+}
+
+static int log_inverse(cnf_bijector *b, int n, const cnf_real *z, const cnf_real *c, cnf_real *x,
+                       cnf_real *logdet) {
+  const int D = b->dim;
+  const double eps = b->spec.eps;
+  for (int i = 0; i < n; i++) {
+    double ld = 0;
+    for (int j = 0; j < D; j++) {
+      double v = z[(size_t)i * D + j], e = exp(v);
+      if (!isfinite(e))
+        return cnf_error_set(CNF_ERR_NUMERIC, "log bijector: exp(%g) of row %d column %d "
+                             "overflows", v, i, j);
+      x[(size_t)i * D + j] = (cnf_real)(e - eps);
+      ld += v; /* log dx/dz = z */
+    }
+    logdet[i] += (cnf_real)ld;
+  }
+  return 0;
+}
+
+/* ---- cond_scale: s = a c'_j + b, density z = x exp(-s), log|det| = -D s ------------------------ */
+static double cond_scale_s(const cnf_bijector *b, const cnf_real *c, int i) {
+  return b->spec.cond_a * (double)c[(size_t)i * b->cond_dim + b->spec.cond_index] + b->spec.cond_b;
+}
+
+static int cond_scale_forward(cnf_bijector *b, int n, const cnf_real *x, const cnf_real *c,
+                              cnf_real *z, cnf_real *logdet) {
+  const int D = b->dim;
+  for (int i = 0; i < n; i++) {
+    double s = cond_scale_s(b, c, i), f = exp(-s);
+    if (!isfinite(f) || f == 0.0)
+      return cnf_error_set(CNF_ERR_NUMERIC, "cond_scale bijector: scale exp(%g) of row %d is "
+                           "not representable", s, i);
+    for (int j = 0; j < D; j++)
+      z[(size_t)i * D + j] = (cnf_real)((double)x[(size_t)i * D + j] * f);
+    logdet[i] += (cnf_real)(-D * s);
+  }
+  return 0;
+}
+
+static int cond_scale_backward(cnf_bijector *b, int n, const cnf_real *x, const cnf_real *c,
+                               const cnf_real *z, const cnf_real *dz, const cnf_real *dlogdet,
+                               cnf_real *dx, cnf_real *dc) {
+  const int D = b->dim;
+  for (int i = 0; i < n; i++) {
+    double s = cond_scale_s(b, c, i), f = exp(-s), ds = -(double)D * dlogdet[i];
+    for (int j = 0; j < D; j++) {
+      size_t e = (size_t)i * D + j;
+      dx[e] = (cnf_real)(dz[e] * f);
+      ds -= (double)dz[e] * (double)x[e] * f; /* dz/ds = -z */
+    }
+    if (dc)
+      dc[(size_t)i * b->cond_dim + b->spec.cond_index] += (cnf_real)(ds * b->spec.cond_a);
+  }
+  return 0;
+}
+
+static int cond_scale_inverse(cnf_bijector *b, int n, const cnf_real *z, const cnf_real *c,
+                              cnf_real *x, cnf_real *logdet) {
+  const int D = b->dim;
+  for (int i = 0; i < n; i++) {
+    double s = cond_scale_s(b, c, i), f = exp(s);
+    if (!isfinite(f))
+      return cnf_error_set(CNF_ERR_NUMERIC, "cond_scale bijector: scale exp(%g) of row %d "
+                           "overflows", s, i);
+    for (int j = 0; j < D; j++)
+      x[(size_t)i * D + j] = (cnf_real)((double)z[(size_t)i * D + j] * f);
+    logdet[i] += (cnf_real)(D * s);
+  }
+  return 0;
+}
+
 /* ---- shared no-ops and lifecycle ------------------------------------------------------------ */
 static int elementwise_reserve(cnf_bijector *b, int nmax) { return 0; }
 static int elementwise_init_params(cnf_bijector *b, cnf_rng *rng, int identity) { return 0; }
@@ -254,6 +361,8 @@ static const cnf_bijector_ops permute_ops = ELEMENTWISE_OPS(permute);
 static const cnf_bijector_ops tanh_ops = ELEMENTWISE_OPS(tanh);
 static const cnf_bijector_ops logit_ops = ELEMENTWISE_OPS(logit);
 static const cnf_bijector_ops affine_ops = ELEMENTWISE_OPS(affine);
+static const cnf_bijector_ops log_ops = ELEMENTWISE_OPS(log);
+static const cnf_bijector_ops cond_scale_ops = ELEMENTWISE_OPS(cond_scale);
 
 /* Deep-copies the spec arrays a kind needs (the caller's spec arrays are borrowed). */
 static int elementwise_copy_arrays(cnf_bijector *b, elementwise_impl *im) {
@@ -299,6 +408,16 @@ static int elementwise_copy_arrays(cnf_bijector *b, elementwise_impl *im) {
       im->scale[j] = s->scale[j];
       im->log_abs_scale_sum += log(fabs(s->scale[j]));
     }
+  } else if (s->kind == CNF_BIJ_LOG) {
+    if (!(s->eps >= 0.0) || !isfinite(s->eps))
+      return cnf_error_set(CNF_ERR_ARG, "log bijector: eps = %g must be finite and >= 0", s->eps);
+  } else if (s->kind == CNF_BIJ_COND_SCALE) {
+    if (s->cond_index < 0 || s->cond_index >= b->cond_dim)
+      return cnf_error_set(CNF_ERR_ARG, "cond_scale bijector: condition index %d outside [0, %d)",
+                           s->cond_index, b->cond_dim);
+    if (!isfinite(s->cond_a) || !isfinite(s->cond_b))
+      return cnf_error_set(CNF_ERR_ARG, "cond_scale bijector: cond_a = %g, cond_b = %g must be "
+                           "finite", s->cond_a, s->cond_b);
   } else if (s->kind == CNF_BIJ_LOGIT) {
     if (!(s->alpha >= 0.0 && s->alpha < 0.5))
       return cnf_error_set(CNF_ERR_ARG, "logit bijector: alpha = %g must be in [0, 0.5)",
@@ -314,6 +433,8 @@ int cnf_bij_elementwise_create(cnf_bijector *b) {
   case CNF_BIJ_TANH: ops = &tanh_ops; break;
   case CNF_BIJ_LOGIT: ops = &logit_ops; break;
   case CNF_BIJ_AFFINE_FIXED: ops = &affine_ops; break;
+  case CNF_BIJ_LOG: ops = &log_ops; break;
+  case CNF_BIJ_COND_SCALE: ops = &cond_scale_ops; break;
   default:
     return cnf_error_set(CNF_ERR_ARG, "bijector kind %d is not elementwise", (int)b->spec.kind);
   }

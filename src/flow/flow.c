@@ -33,6 +33,7 @@ static const char *const kind_names[CNF_BIJ_KIND_COUNT] = {
     [CNF_BIJ_COUPLING_RQS] = "coupling_rqs", [CNF_BIJ_ACTNORM] = "actnorm",
     [CNF_BIJ_PERMUTE] = "permute", [CNF_BIJ_TANH] = "tanh",
     [CNF_BIJ_LOGIT] = "logit", [CNF_BIJ_AFFINE_FIXED] = "affine_fixed",
+    [CNF_BIJ_LOG] = "log", [CNF_BIJ_COND_SCALE] = "cond_scale",
 };
 
 const char *cnf_bijector_kind_name(cnf_bijector_kind kind) {

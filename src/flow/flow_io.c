@@ -13,11 +13,15 @@
  * /model/bijectors/000, 001, ...  one group per bijector, in the DENSITY direction
  *                            (x -> z: group 000 is applied to the data first)
  *                            attrs: kind ("maf_affine", "maf_rqs", "coupling_rqs", "actnorm",
- *                                   "permute", "tanh", "logit", "affine_fixed"),
+ *                                   "permute", "tanh", "logit", "affine_fixed", "log",
+ *                                   "cond_scale"),
  *                                   param_offset, n_params (int64),
  *                                   hidden, n_hidden, bins (int32),
  *                                   tail_bound, min_bin_width, min_bin_height, min_derivative,
- *                                   alpha (float64),
+ *                                   alpha, eps, cond_a, cond_b (float64), cond_index (int32)
+ *                                   (eps: log z = log(x + eps); cond_scale:
+ *                                   z = x exp(-(cond_a c'[cond_index] + cond_b)); absent in
+ *                                   older files = 0),
  *                                   scale_kind ("exp" | "exp_tanh"), tails ("event" | "element")
  *                                   (every attribute is written for every kind; those that do
  *                                   not apply to a kind hold 0 or the enum's first value)
@@ -27,7 +31,8 @@
  * /model/condition           datasets map (int32, cond_dim: 0 identity, 1 log10, 2 ln),
  *                            shift, scale (float64, cond_dim): the bijectors see
  *                            c' = (map(c) - shift) * scale of the raw conditions c
- * /provenance                attrs: options (string), seed (uint64), epoch (int32),
+ * /provenance                attrs: options (string), dataset (string: the data binding,
+ *                            "key=value" lines of `cnflow train`), seed (uint64), epoch (int32),
  *                            val_score (float64), git_rev, created (ISO 8601 UTC string)
  * log p(x|c) = log N(z; 0, I_dim) + sum of the bijectors' log|det dz/dx| (flow.h).
  *
@@ -257,6 +262,10 @@ static int save_bijector(hid_t bgroup, const cnf_bijector *b, int k, const char 
   CNF_CALL_GOTO(rc, done, attr_write_f64(g, "min_bin_height", s->min_bin_height, where));
   CNF_CALL_GOTO(rc, done, attr_write_f64(g, "min_derivative", s->min_derivative, where));
   CNF_CALL_GOTO(rc, done, attr_write_f64(g, "alpha", s->alpha, where));
+  CNF_CALL_GOTO(rc, done, attr_write_f64(g, "eps", s->eps, where));
+  CNF_CALL_GOTO(rc, done, attr_write_i32(g, "cond_index", s->cond_index, where));
+  CNF_CALL_GOTO(rc, done, attr_write_f64(g, "cond_a", s->cond_a, where));
+  CNF_CALL_GOTO(rc, done, attr_write_f64(g, "cond_b", s->cond_b, where));
   CNF_CALL_GOTO(rc, done, attr_write_str(g, "scale_kind", scale_kind_name(s->scale_kind), where));
   CNF_CALL_GOTO(rc, done, attr_write_str(g, "tails", tails_name(s->tails), where));
   if (s->kind == CNF_BIJ_PERMUTE) {
@@ -337,6 +346,7 @@ static int save_provenance(hid_t file, const cnf_model_provenance *prov, const c
     return cnf_error_set(CNF_ERR_IO, "%s: cannot create group", where);
   int rc;
   CNF_CALL_GOTO(rc, done, attr_write_str(g, "options", prov->options, where));
+  CNF_CALL_GOTO(rc, done, attr_write_str(g, "dataset", prov->dataset, where));
   CNF_CALL_GOTO(rc, done, attr_write_u64(g, "seed", prov->seed, where));
   CNF_CALL_GOTO(rc, done, attr_write_i32(g, "epoch", prov->epoch, where));
   CNF_CALL_GOTO(rc, done, attr_write_f64(g, "val_score", prov->val_score, where));
@@ -467,6 +477,11 @@ static int load_bijector(hid_t bgroup, int k, int D, cnf_bijector_spec *s, int *
   CNF_CALL_GOTO(rc, done, attr_read_opt_f64(g, "min_bin_height", &s->min_bin_height, where));
   CNF_CALL_GOTO(rc, done, attr_read_opt_f64(g, "min_derivative", &s->min_derivative, where));
   CNF_CALL_GOTO(rc, done, attr_read_opt_f64(g, "alpha", &s->alpha, where));
+  /* absent in files older than the log / cond_scale kinds: 0 */
+  CNF_CALL_GOTO(rc, done, attr_read_opt_f64(g, "eps", &s->eps, where));
+  CNF_CALL_GOTO(rc, done, attr_read_opt_int(g, "cond_index", &s->cond_index, where));
+  CNF_CALL_GOTO(rc, done, attr_read_opt_f64(g, "cond_a", &s->cond_a, where));
+  CNF_CALL_GOTO(rc, done, attr_read_opt_f64(g, "cond_b", &s->cond_b, where));
   if (H5Aexists(g, "scale_kind") > 0) {
     CNF_CALL_GOTO(rc, done, attr_read_str(g, "scale_kind", buf, sizeof buf, where));
     if (parse_enum(buf, "exp", "exp_tanh", &v) < 0) {
@@ -588,6 +603,9 @@ static int load_provenance(hid_t file, cnf_model_provenance *prov, const char *p
   int rc = 0;
   if (H5Aexists(g, "options") > 0)
     CNF_CALL_GOTO(rc, done, attr_read_str(g, "options", prov->options, sizeof prov->options,
+                                          where));
+  if (H5Aexists(g, "dataset") > 0)
+    CNF_CALL_GOTO(rc, done, attr_read_str(g, "dataset", prov->dataset, sizeof prov->dataset,
                                           where));
   if (H5Aexists(g, "git_rev") > 0)
     CNF_CALL_GOTO(rc, done, attr_read_str(g, "git_rev", prov->git_rev, sizeof prov->git_rev,

@@ -186,9 +186,6 @@ int cnf_train_study(const cnf_study_conf *conf, MPI_Comm world, cnf_study_result
   int rc = train_sync(world, check_conf(conf, wsize));
   if (rc < 0)
     return rc;
-  rc = train_sync(world, wrank == 0 ? make_dir(conf->out_dir) : 0);
-  if (rc < 0)
-    return rc;
   const int K = conf->ensemble, G = K < wsize ? K : wsize;
   const int color = (int)((int64_t)wrank * G / wsize);
   MPI_Comm group = MPI_COMM_NULL;
@@ -239,6 +236,17 @@ int cnf_train_study(const cnf_study_conf *conf, MPI_Comm world, cnf_study_result
     rc = train_shard_compact(group, &va, keep);
   }
   rc = train_sync(world, train_sync(group, rc));
+  if (rc < 0)
+    goto out;
+  if (tr.n_global < (uint64_t)conf->train.batch) {
+    rc = train_sync(world, cnf_error_set(CNF_ERR_ARG, "%s: %llu training events (after the "
+                                         "preprocessing cuts), fewer than one batch (-batch %d)",
+                                         conf->train_file, (unsigned long long)tr.n_global,
+                                         conf->train.batch));
+    goto out;
+  }
+  /* the output directory only once the inputs are known to be good: a bad input leaves nothing */
+  rc = train_sync(world, wrank == 0 ? make_dir(conf->out_dir) : 0);
   if (rc < 0)
     goto out;
   const double shard_mb = (double)(tr.n + va.n) * (tr.D + tr.C) * sizeof(cnf_real) / 1048576.0;

@@ -233,6 +233,27 @@ static int val_w1(MPI_Comm comm, cnf_flow *f, const train_shard *va, const cnf_r
 }
 
 /* ---- the loop ------------------------------------------------------------------------------- */
+/* FNV-1a over the parameter bytes: equal on every rank iff the replicas are (almost surely). */
+static uint64_t params_hash(const cnf_real *p, size_t n) {
+  const unsigned char *b = (const unsigned char *)p;
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n * sizeof(cnf_real); i++)
+    h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+
+static int check_replicas(MPI_Comm comm, cnf_flow *f, int member, int epoch, int64_t step) {
+  uint64_t h = params_hash(cnf_flow_params(f), cnf_flow_num_params(f)), lo = 0, hi = 0;
+  if (MPI_Allreduce(&h, &lo, 1, MPI_UINT64_T, MPI_MIN, comm) != MPI_SUCCESS ||
+      MPI_Allreduce(&h, &hi, 1, MPI_UINT64_T, MPI_MAX, comm) != MPI_SUCCESS)
+    return cnf_error_set(CNF_ERR_MPI, "train: MPI_Allreduce of the parameter hash failed");
+  if (lo != hi)
+    return cnf_error_set(CNF_ERR_STATE, "train: member %d epoch %d step %lld: the ranks' "
+                         "parameters differ (replicas diverged)", member, epoch + 1,
+                         (long long)step);
+  return 0;
+}
+
 static void schedule_fill_lengths(cnf_schedule_conf *s, int64_t steps_per_epoch, int epochs) {
   int64_t total = steps_per_epoch * epochs;
   s->steps_per_epoch = steps_per_epoch;
@@ -470,6 +491,8 @@ int train_member_run(MPI_Comm comm, const cnf_study_conf *conf, const train_prep
         goto out;
       }
       CNF_CALL_GOTO(rc, out, cnf_flow_params_changed(f));
+      if (conf->check_replicas)
+        CNF_CALL_GOTO(rc, out, check_replicas(comm, f, io->member, epoch, s));
       st.global_step++;
     }
     const double dt_train = cnf_time_now() - t0;
