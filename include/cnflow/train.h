@@ -115,6 +115,8 @@ typedef struct cnf_study_conf {
   int identity_init;
   /* optimisation */
   cnf_train_conf train;      /* epochs, batch, adam, schedule (lengths 0 = whole run) */
+  int cosine_cycle_epochs;   /* cosine: epochs per cycle (0 = one cycle over the run; 1 = the
+                                ParaFlow scheduler re-created every epoch) */
   cnf_val_metric val_metric;
   uint64_t seed;             /* member k uses seed + k (init, shuffles, noise, W1 sampling) */
   /* ensemble and files */

@@ -95,6 +95,11 @@ static int read_optim_options(cnf_study_conf *c) {
   CNF_CALL(cli_get_real("lr_end", s->lr_end, "poly: final learning rate", &s->lr_end));
   CNF_CALL(cli_get_real("lr_power", s->power, "poly: power", &s->power));
   CNF_CALL(cli_get_real("eta_min", s->eta_min, "cosine: lowest learning rate", &s->eta_min));
+  CNF_CALL(cli_get_int("cosine_cycle_epochs", 0, "cosine: epochs per cycle (0 = one cycle over "
+                       "the run, 1 = restart every epoch as ParaFlow)", &c->cosine_cycle_epochs));
+  if (c->cosine_cycle_epochs < 0)
+    return cnf_error_set(CNF_ERR_ARG, "-cosine_cycle_epochs %d: must be >= 0",
+                         c->cosine_cycle_epochs);
   CNF_CALL(cli_get_real("pct_start", s->pct_start, "onecycle: rising fraction", &s->pct_start));
   CNF_CALL(cli_get_real("div_factor", s->div_factor, "onecycle: initial lr = lr / div_factor",
                         &s->div_factor));

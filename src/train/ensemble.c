@@ -156,7 +156,7 @@ static void fingerprint(const cnf_study_conf *c, const train_shard *tr, const tr
            "scale=%s|noise=%.17g|alpha=%.17g|eps=%.17g|energy=%s|preset=%s|blocks=%d,%d,%d,%d|"
            "identity=%d|epochs=%d|batch=%d|lr=%.17g|sched=%d,%.17g,%.17g,%lld,%lld,%d,%.17g,"
            "%lld,%d,%.17g,%d,%.17g|adam=%.17g,%.17g,%.17g,%.17g,%.17g|metric=%d|seed=%llu|"
-           "member=%d|n=%llu,%llu|params=%zu",
+           "member=%d|n=%llu,%llu|params=%zu|cycle=%d",
            c->train_file, c->val_file, c->train_split, c->val_split,
            (long long)c->max_train_events, (long long)c->max_val_events, c->target,
            c->target_columns, c->cond, c->cond_columns, cnf_prep_kind_name(c->prep),
@@ -169,7 +169,7 @@ static void fingerprint(const cnf_study_conf *c, const train_shard *tr, const tr
            c->train.adam.eps, c->train.adam.weight_decay, c->train.adam.clip_norm,
            (int)c->val_metric, (unsigned long long)(c->seed + (uint64_t)member), member,
            (unsigned long long)tr->n_global, (unsigned long long)va->n_global,
-           cnf_flow_num_params(f));
+           cnf_flow_num_params(f), c->cosine_cycle_epochs);
 }
 
 static double peak_rss_mb(void) {

@@ -254,8 +254,11 @@ static int check_replicas(MPI_Comm comm, cnf_flow *f, int member, int epoch, int
   return 0;
 }
 
-static void schedule_fill_lengths(cnf_schedule_conf *s, int64_t steps_per_epoch, int epochs) {
+static void schedule_fill_lengths(cnf_schedule_conf *s, int64_t steps_per_epoch, int epochs,
+                                  int cosine_cycle_epochs) {
   int64_t total = steps_per_epoch * epochs;
+  if (s->kind == CNF_SCHED_COSINE && s->t0_steps <= 0 && cosine_cycle_epochs > 0)
+    s->t0_steps = steps_per_epoch * cosine_cycle_epochs;
   s->steps_per_epoch = steps_per_epoch;
   if (s->kind == CNF_SCHED_POLY && s->decay_steps <= 0)
     s->decay_steps = total;
@@ -383,7 +386,7 @@ int train_member_run(MPI_Comm comm, const cnf_study_conf *conf, const train_prep
   st.best_epoch = -1;
   st.best_score = INFINITY;
   cnf_schedule_conf sconf = conf->train.schedule;
-  schedule_fill_lengths(&sconf, steps, E);
+  schedule_fill_lengths(&sconf, steps, E, conf->cosine_cycle_epochs);
   CNF_CALL(cnf_schedule_init(&st.sched, &sconf));
   cnf_adam adam;
   CNF_CALL(cnf_adam_init(&adam, np, &conf->train.adam));
