@@ -160,3 +160,6 @@ int cnf_all_finite_d(size_t n, const double *x);
 void cnf_partition(uint64_t total, int size, int rank, uint64_t *first, uint64_t *count);
 /* Parse a comma-separated list of ints into out[0..max); returns the count or <0 on error. */
 int cnf_parse_int_list(const char *s, int *out, int max);
+/* mkdir -p: create `dir` and its missing parents (0777 & umask); 0 if it exists as a directory,
+ * CNF_ERR_IO naming the directory and the reason otherwise.  Not collective. */
+int cnf_mkdir_p(const char *dir);

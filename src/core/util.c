@@ -5,6 +5,9 @@
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 
 int cnf_all_finite(size_t n, const cnf_real *x) {
   for (size_t i = 0; i < n; i++)
@@ -46,4 +49,34 @@ int cnf_parse_int_list(const char *s, int *out, int max) {
       return cnf_error_set(CNF_ERR_ARG, "cannot parse integer list '%s'", s);
   }
   return n;
+}
+
+static int is_dir(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+int cnf_mkdir_p(const char *dir) {
+  char path[4096];
+  size_t n = strlen(dir);
+  if (n == 0 || n >= sizeof path)
+    return cnf_error_set(CNF_ERR_ARG, "output directory name empty or too long (%zu)", n);
+  memcpy(path, dir, n + 1);
+  /* Create each prefix ending before a '/', then the whole path. */
+  for (size_t i = 1; i <= n; i++) {
+    if (path[i] != '/' && path[i] != '\0')
+      continue;
+    char keep = path[i];
+    path[i] = '\0';
+    if (!is_dir(path) && mkdir(path, 0777) != 0 && errno != EEXIST) {
+      int e = errno;
+      return cnf_error_set(CNF_ERR_IO, "%s: cannot create the output directory (%s): %s", dir,
+                           path, strerror(e));
+    }
+    if (!is_dir(path))
+      return cnf_error_set(CNF_ERR_IO, "%s: cannot create the output directory: %s exists and "
+                           "is not a directory", dir, path);
+    path[i] = keep;
+  }
+  return 0;
 }

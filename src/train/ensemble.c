@@ -137,15 +137,7 @@ static int check_conf(const cnf_study_conf *c, int world_size) {
   return 0;
 }
 
-static int make_dir(const char *dir) {
-  if (mkdir(dir, 0777) == 0 || errno == EEXIST) {
-    struct stat sb;
-    if (stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode))
-      return 0;
-  }
-  return cnf_error_set(CNF_ERR_IO, "%s: cannot create the output directory: %s", dir,
-                       strerror(errno));
-}
+static int make_dir(const char *dir) { return cnf_mkdir_p(dir); }
 
 /* Everything a checkpoint must agree with to be resumed bit-identically. */
 static void fingerprint(const cnf_study_conf *c, const train_shard *tr, const train_shard *va,
