@@ -90,6 +90,52 @@ static void test_permutation_is_bijection(void **state) {
     assert_int_equal(seen[i], 1);
 }
 
+/* cnf_perm: a bijection of [0, n) for awkward n (1, 2, odd, just above a power of 4), keyed by
+ * the stream, and as well mixed as a random permutation: the number of i < n/2 mapped below n/2
+ * is hypergeometric with mean n/4 and variance n/16 (large n), and fixed points are Poisson(1). */
+static void test_feistel_permutation(void **state) {
+  (void)state;
+  const uint64_t sizes[] = {1, 2, 3, 7, 16, 17, 1000, 4097, 100003};
+  for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+    uint64_t n = sizes[t];
+    unsigned char *hit = calloc(n, 1);
+    assert_non_null(hit);
+    cnf_perm p;
+    cnf_perm_init(&p, n, 42, 3, 2);
+    for (uint64_t i = 0; i < n; i++) {
+      uint64_t y = cnf_perm_at(&p, i);
+      assert_true(y < n);
+      assert_int_equal(hit[y], 0);
+      hit[y] = 1;
+    }
+    free(hit);
+  }
+  const uint64_t n = 100003;
+  double low_sum = 0, fixed_sum = 0, same_as_other_key = 0;
+  const int reps = 20;
+  for (int k = 0; k < reps; k++) {
+    cnf_perm p, q;
+    cnf_perm_init(&p, n, 7, (uint64_t)k, 2);
+    cnf_perm_init(&q, n, 8, (uint64_t)k, 2);
+    uint64_t low = 0, fixed = 0, same = 0;
+    for (uint64_t i = 0; i < n; i++) {
+      uint64_t y = cnf_perm_at(&p, i);
+      low += i < n / 2 && y < n / 2;
+      fixed += y == i;
+      same += y == cnf_perm_at(&q, i);
+    }
+    /* one permutation: within 5 sigma of the hypergeometric mean */
+    assert_true(fabs((double)low - n / 4.0) < 5.0 * sqrt(n / 16.0));
+    low_sum += (double)low;
+    fixed_sum += (double)fixed;
+    same_as_other_key += (double)same;
+  }
+  assert_true(fabs(low_sum / reps - n / 4.0) < 5.0 * sqrt(n / 16.0 / reps));
+  /* 20 Poisson(1) counts: mean 1, standard error 1/sqrt(20) */
+  assert_true(fabs(fixed_sum / reps - 1.0) < 5.0 / sqrt((double)reps));
+  assert_true(same_as_other_key / reps < 1.0 + 5.0 / sqrt((double)reps));
+}
+
 static void test_error_messages(void **state) {
   int rc = cnf_error_set(CNF_ERR_FORMAT, "file %s has wrong shape", "x.h5");
   assert_int_equal(rc, CNF_ERR_FORMAT);
@@ -111,6 +157,7 @@ int main(void) {
       cmocka_unit_test(test_rng_gsl_adaptor_gamma),
       cmocka_unit_test(test_partition_covers_exactly_once),
       cmocka_unit_test(test_permutation_is_bijection),
+      cmocka_unit_test(test_feistel_permutation),
       cmocka_unit_test(test_error_messages),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

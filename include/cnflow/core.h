@@ -142,6 +142,20 @@ double cnf_rng_normal(cnf_rng *r);
 /* Fisher-Yates shuffle of perm[0..n) drawn from the stream. */
 void cnf_rng_permutation(cnf_rng *r, int n, int *perm);
 
+/* A pseudo-random permutation of [0, n) evaluated at any position without storing it: a keyed
+ * 6-round Feistel network on the smallest even-bit domain 2^(2h) >= n, with cycle walking back
+ * into [0, n) (fewer than 4 rounds trips on average).  Keys come from the stream (seed,
+ * stream_id, sub), so every rank computes the same permutation in O(1) memory: the training
+ * loop shuffles the GLOBAL index set this way without holding an n-entry array per rank. */
+typedef struct cnf_perm {
+  uint64_t n, half_mask;
+  unsigned half_bits;
+  uint64_t key[6];
+} cnf_perm;
+void cnf_perm_init(cnf_perm *p, uint64_t n, uint64_t seed, uint64_t stream_id, uint32_t sub);
+/* The image of position i (i < n) under the permutation. */
+uint64_t cnf_perm_at(const cnf_perm *p, uint64_t i);
+
 /* A GSL generator backed by a cnf_rng, so gsl_ran_* distributions (gamma, beta, poisson, ...)
  * draw from the counter-based stream.  Opaque here to keep GSL out of this header:
  * returns a gsl_rng* (cast it).  cnf_rng_gsl_reset() re-targets it to another stream without

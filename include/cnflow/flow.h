@@ -184,6 +184,8 @@ int cnf_flow_transform_cond(const cnf_flow *f, int n, const cnf_real *c_raw, cnf
 
 /* Allocate caches for batches up to nmax (grows automatically if a larger n is passed). */
 int cnf_flow_reserve(cnf_flow *f, int nmax);
+/* The batch size the work buffers hold now (0 before the first reserve or evaluation). */
+int cnf_flow_reserved(const cnf_flow *f);
 /* Random init (seeded stream) or identity init (every block starts as the identity). */
 int cnf_flow_init_params(cnf_flow *f, uint64_t seed, int identity);
 /* Data-dependent init (ActNorm) from a batch of (raw) data: x (n, D), c (n, C). */

@@ -49,7 +49,9 @@ int cnf_train_basic(cnf_flow *f, MPI_Comm comm, int n_train, const cnf_real *x,
                     const cnf_real *c, int n_val, const cnf_real *xv, const cnf_real *cv,
                     const cnf_train_conf *conf, cnf_train_result *res);
 
-/* Mean NLL over all ranks' events (x (n, D), c (n, C) local), evaluated in chunks.
+/* Mean NLL over all ranks' events (x (n, D), c (n, C) local), evaluated in chunks of the
+ * batch size f is reserved for (cnf_flow_reserve; 1024 if none), so evaluating never grows the
+ * flow's work buffers beyond what training uses.
  * Collective over comm. */
 int cnf_train_mean_nll(cnf_flow *f, MPI_Comm comm, int n, const cnf_real *x, const cnf_real *c,
                        double *mean_nll);
@@ -151,6 +153,7 @@ typedef struct cnf_study_result {
   uint64_t rejected_train, rejected_val;
   double shard_mb_max;              /* largest shard in memory (targets + conditions), MB */
   double peak_rss_mb_max;           /* largest peak RSS of a rank, MB */
+  double base_rss_mb_max;           /* largest RSS before data and model (libraries, MPI), MB */
 } cnf_study_result;
 
 /* COLLECTIVE over world.  Trains the whole ensemble; every rank returns the same status.

@@ -77,6 +77,45 @@ void cnf_rng_permutation(cnf_rng *r, int n, int *perm) {
   }
 }
 
+/* ---- stateless permutation ----------------------------------------------------------------- */
+void cnf_perm_init(cnf_perm *p, uint64_t n, uint64_t seed, uint64_t stream_id, uint32_t sub) {
+  unsigned bits = 0;
+  while (bits < 64 && n > 1 && ((n - 1) >> bits) != 0)
+    bits++;
+  p->n = n;
+  p->half_bits = bits < 2 ? 1 : (bits + 1) / 2;
+  p->half_mask = (1ull << p->half_bits) - 1;
+  cnf_rng r;
+  cnf_rng_init(&r, seed, stream_id, sub);
+  for (int k = 0; k < 6; k++)
+    p->key[k] = cnf_rng_u64(&r);
+}
+
+/* splitmix64's finaliser: full avalanche of the 64 input bits, the Feistel round function */
+static uint64_t perm_mix(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+static uint64_t perm_feistel(const cnf_perm *p, uint64_t x) {
+  uint64_t l = x >> p->half_bits, r = x & p->half_mask;
+  for (int k = 0; k < 6; k++) {
+    uint64_t t = l ^ (perm_mix(r ^ p->key[k]) & p->half_mask);
+    l = r;
+    r = t;
+  }
+  return (l << p->half_bits) | r;
+}
+
+uint64_t cnf_perm_at(const cnf_perm *p, uint64_t i) {
+  /* a bijection of the 2^(2h) domain; walking its cycle from i < n must come back below n */
+  uint64_t y = perm_feistel(p, i);
+  while (y >= p->n)
+    y = perm_feistel(p, y);
+  return y;
+}
+
 /* ---- GSL adaptor ---------------------------------------------------------------------------- */
 static void gsl_philox_set(void *state, unsigned long seed) {
   cnf_rng_init((cnf_rng *)state, (uint64_t)seed, 0, 0);

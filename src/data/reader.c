@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define READER_BLOCK_BYTES (8u << 20) /* bound of the per-read staging buffer */
+#define READER_BLOCK_BYTES (2u << 20) /* bound of the per-read staging buffer */
 
 struct cnf_data_file {
   MPI_Comm comm;

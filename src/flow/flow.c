@@ -338,6 +338,8 @@ static cnf_real *act_slice(const cnf_flow *f, int k) {
   return f->act + (size_t)k * (size_t)f->nmax * (size_t)f->D;
 }
 
+int cnf_flow_reserved(const cnf_flow *f) { return f->nmax; }
+
 int cnf_flow_reserve(cnf_flow *f, int nmax) {
   if (nmax < 0)
     return cnf_error_set(CNF_ERR_ARG, "cnf_flow_reserve: negative batch size %d", nmax);

@@ -33,7 +33,6 @@ int train_sync(MPI_Comm comm, int rc) {
 void train_shard_free(train_shard *s) {
   free(s->x);
   free(s->c);
-  free(s->row);
   memset(s, 0, sizeof *s);
 }
 
@@ -184,8 +183,7 @@ int train_shard_load(MPI_Comm comm, const cnf_study_conf *conf, const char *file
     size_t nn = pcount ? pcount : 1;
     s->x = cnf_malloc(sizeof(cnf_real) * nn * (size_t)s->D);
     s->c = cnf_malloc(sizeof(cnf_real) * nn * (size_t)s->C);
-    s->row = cnf_malloc(sizeof(uint64_t) * nn);
-    if (!s->x || !s->c || !s->row)
+    if (!s->x || !s->c)
       rc = CNF_ERR_NOMEM;
   }
   rc = train_sync(comm, rc);
@@ -194,8 +192,6 @@ int train_shard_load(MPI_Comm comm, const cnf_study_conf *conf, const char *file
   if (rc == 0)
     rc = cnf_data_read(o.cond, s->first_row, (uint64_t)s->n, s->C, ccols, CNF_DTYPE_REAL, s->c);
   if (rc == 0) {
-    for (int i = 0; i < s->n; i++)
-      s->row[i] = s->first_row + (uint64_t)i;
     rc = check_rows(file, conf->target, o.target, tcols, s->n, s->D, s->x, s->first_row);
     if (rc == 0)
       rc = check_rows(file, conf->cond, o.cond, ccols, s->n, s->C, s->c, s->first_row);
@@ -216,7 +212,6 @@ int train_shard_compact(MPI_Comm comm, train_shard *s, const unsigned char *keep
     if (m != i) {
       memmove(s->x + (size_t)m * s->D, s->x + (size_t)i * s->D, sizeof(cnf_real) * s->D);
       memmove(s->c + (size_t)m * s->C, s->c + (size_t)i * s->C, sizeof(cnf_real) * s->C);
-      s->row[m] = s->row[i];
     }
     m++;
   }

@@ -175,6 +175,8 @@ int cnf_train_study(const cnf_study_conf *conf, MPI_Comm world, cnf_study_result
   int wrank = 0, wsize = 1;
   MPI_Comm_rank(world, &wrank);
   MPI_Comm_size(world, &wsize);
+  /* before any data or model: the libraries, MPI and PETSc, the fixed part of the peak RSS */
+  const double base_rss_mb = peak_rss_mb();
   int rc = train_sync(world, check_conf(conf, wsize));
   if (rc < 0)
     return rc;
@@ -209,8 +211,10 @@ int cnf_train_study(const cnf_study_conf *conf, MPI_Comm world, cnf_study_result
    * (same files), so the world sync below only adds safety */
   rc = train_shard_load(group, conf, conf->train_file, conf->train_split, conf->max_train_events,
                         NULL, &tr);
+  cnf_log_debug("train: peak RSS %.1f MB after reading the training shard", peak_rss_mb());
   if (rc == 0)
     rc = train_shard_load(group, conf, val_file, conf->val_split, conf->max_val_events, &tr, &va);
+  cnf_log_debug("train: peak RSS %.1f MB after reading the validation shard", peak_rss_mb());
   if (rc == 0)
     rc = train_prep_build(group, conf, &tr, &prep, &f);
   if (rc == 0) {
@@ -230,6 +234,7 @@ int cnf_train_study(const cnf_study_conf *conf, MPI_Comm world, cnf_study_result
   rc = train_sync(world, train_sync(group, rc));
   if (rc < 0)
     goto out;
+  cnf_log_debug("train: peak RSS %.1f MB after the preprocessing cuts", peak_rss_mb());
   if (tr.n_global < (uint64_t)conf->train.batch) {
     rc = train_sync(world, cnf_error_set(CNF_ERR_ARG, "%s: %llu training events (after the "
                                          "preprocessing cuts), fewer than one batch (-batch %d)",
@@ -318,10 +323,11 @@ int cnf_train_study(const cnf_study_conf *conf, MPI_Comm world, cnf_study_result
     res->n_val = va.n_global;
     res->rejected_train = tr.rejected;
     res->rejected_val = va.rejected;
-    double v[2] = {shard_mb, peak_rss_mb()};
-    MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_DOUBLE, MPI_MAX, world);
+    double v[3] = {shard_mb, peak_rss_mb(), base_rss_mb};
+    MPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_DOUBLE, MPI_MAX, world);
     res->shard_mb_max = v[0];
     res->peak_rss_mb_max = v[1];
+    res->base_rss_mb_max = v[2];
   }
 out:
   free(keep);

@@ -1,7 +1,9 @@
 /* The data-parallel training loop of one ensemble member (include/cnflow/train.h).
  *
- * Global order: every epoch draws ONE permutation of the global event indices 0..N-1 from the
- * stream (seed, epoch, sub 2); global batch s is perm[sB, (s+1)B).  A rank computes the
+ * Global order: every epoch draws ONE permutation of the global event indices 0..N-1 keyed by
+ * the stream (seed, epoch, sub 2); global batch s is perm[sB, (s+1)B).  The permutation is a
+ * stateless Feistel bijection (cnf_perm), evaluated per batch position, so no rank holds an
+ * N-entry array (that was 22 MB per rank on the 7 M-event file).  A rank computes the
  * gradient of the batch events it holds (weights 1/B), one MPI_Allreduce(SUM) of the flat
  * gradient buffer gives every rank the gradient of the global batch mean, and every rank takes
  * the same Adam step.  The batches therefore do not depend on the number of ranks; only the
@@ -18,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EVAL_CHUNK 4096
 #define SUB_SHUFFLE 2u
 #define SUB_VAL_NOISE 15u
 #define SUB_NOISE0 16u
@@ -57,7 +58,6 @@ static void group_log(MPI_Comm comm, const char *fmt, ...) {
 
 /* ---- work buffers --------------------------------------------------------------------------- */
 typedef struct loop_work {
-  int *perm;             /* (N) global permutation of the epoch */
   cnf_real *xb, *cb, *w; /* (B, D), (B, C), (B): this rank's part of a batch */
   uint64_t *gb;          /* (B) global index of each of those events */
   cnf_real *best;        /* (n_params) */
@@ -66,7 +66,6 @@ typedef struct loop_work {
 } loop_work;
 
 static void loop_work_free(loop_work *w) {
-  free(w->perm);
   free(w->xb);
   free(w->cb);
   free(w->w);
@@ -90,12 +89,12 @@ static void add_noise(const train_prep *p, uint64_t seed, uint32_t sub, int n, c
 
 /* This rank's events of global batch [b0, b0 + B) of the permutation, copied with noise. */
 static int gather_batch(const train_shard *tr, const train_prep *p, uint64_t seed, int epoch,
-                        const int *perm, int64_t b0, int B, loop_work *w) {
+                        const cnf_perm *perm, int64_t b0, int B, loop_work *w) {
   const int D = tr->D, C = tr->C;
   const uint64_t lo = tr->global_first, hi = lo + (uint64_t)tr->n;
   int m = 0;
   for (int j = 0; j < B; j++) {
-    uint64_t g = (uint64_t)perm[b0 + j];
+    uint64_t g = cnf_perm_at(perm, (uint64_t)(b0 + j));
     if (g < lo || g >= hi)
       continue;
     size_t i = (size_t)(g - lo);
@@ -120,7 +119,9 @@ static int data_init_first_batch(MPI_Comm comm, cnf_flow *f, const train_shard *
   int size = 1;
   MPI_Comm_size(comm, &size);
   const int D = tr->D, C = tr->C, W = D + C;
-  int m = gather_batch(tr, p, seed, 0, w->perm, 0, B, w);
+  cnf_perm perm;
+  cnf_perm_init(&perm, tr->n_global, seed, 0, SUB_SHUFFLE);
+  int m = gather_batch(tr, p, seed, 0, &perm, 0, B, w);
   int *counts = cnf_malloc(sizeof(int) * 2 * size);
   cnf_real *mine = cnf_malloc(sizeof(cnf_real) * (size_t)(m ? m : 1) * W);
   cnf_real *all = cnf_malloc(sizeof(cnf_real) * (size_t)B * W);
@@ -176,10 +177,12 @@ static int val_w1(MPI_Comm comm, cnf_flow *f, const train_shard *va, const cnf_r
   MPI_Comm_size(comm, &size);
   const int D = va->D, C = va->C, n = va->n;
   const uint64_t N = va->n_global;
+  /* chunks of the training batch: evaluating needs no larger work buffers than training */
+  const int chunk = cnf_flow_reserved(f) > 0 ? cnf_flow_reserved(f) : 1024;
   cnf_real *gen = cnf_malloc(sizeof(cnf_real) * (size_t)(n ? n : 1) * D);
   int rc = gen ? 0 : CNF_ERR_NOMEM;
-  for (int s = 0; rc == 0 && s < n; s += EVAL_CHUNK) {
-    int m = n - s < EVAL_CHUNK ? n - s : EVAL_CHUNK;
+  for (int s = 0; rc == 0 && s < n; s += chunk) {
+    int m = n - s < chunk ? n - s : chunk;
     rc = cnf_flow_sample(f, m, C > 0 ? va->c + (size_t)s * C : NULL, seed,
                          va->global_first + (uint64_t)s, gen + (size_t)s * D, NULL);
   }
@@ -392,7 +395,6 @@ int train_member_run(MPI_Comm comm, const cnf_study_conf *conf, const train_prep
   CNF_CALL(cnf_adam_init(&adam, np, &conf->train.adam));
   loop_work w = {0};
   int rc = 0;
-  w.perm = cnf_malloc(sizeof(int) * (size_t)N);
   w.xb = cnf_malloc(sizeof(cnf_real) * (size_t)B * D);
   w.cb = cnf_malloc(sizeof(cnf_real) * (size_t)B * (C ? C : 1));
   w.w = cnf_malloc(sizeof(cnf_real) * (size_t)B);
@@ -401,7 +403,7 @@ int train_member_run(MPI_Comm comm, const cnf_study_conf *conf, const train_prep
   w.hist = cnf_calloc((size_t)E * TRAIN_HIST_COLS, sizeof(double));
   if (prep->noise > 0)
     w.xv = cnf_malloc(sizeof(cnf_real) * (size_t)(va->n ? va->n : 1) * D);
-  if (!w.perm || !w.xb || !w.cb || !w.w || !w.gb || !w.best || !w.hist ||
+  if (!w.xb || !w.cb || !w.w || !w.gb || !w.best || !w.hist ||
       (prep->noise > 0 && !w.xv))
     rc = CNF_ERR_NOMEM;
   CNF_CALL_GOTO(rc, out, train_sync(comm, rc));
@@ -414,15 +416,10 @@ int train_member_run(MPI_Comm comm, const cnf_study_conf *conf, const train_prep
     add_noise(prep, seed, SUB_VAL_NOISE, va->n, NULL, va->global_first, D, w.xv);
     xv = w.xv;
   }
-  CNF_CALL_GOTO(rc, out, cnf_flow_reserve(f, B > EVAL_CHUNK ? B : EVAL_CHUNK));
+  CNF_CALL_GOTO(rc, out, cnf_flow_reserve(f, B));
 
   /* fresh start, then the checkpoint (if any) overwrites everything it holds */
   CNF_CALL_GOTO(rc, out, cnf_flow_init_params(f, seed, conf->identity_init));
-  {
-    cnf_rng r;
-    cnf_rng_init(&r, seed, 0, SUB_SHUFFLE);
-    cnf_rng_permutation(&r, N, w.perm);
-  }
   CNF_CALL_GOTO(rc, out, data_init_first_batch(comm, f, tr, prep, seed, B, &w));
   memcpy(w.best, cnf_flow_params(f), sizeof(cnf_real) * np);
   if (conf->resume) {
@@ -440,14 +437,13 @@ int train_member_run(MPI_Comm comm, const cnf_study_conf *conf, const train_prep
   int epochs_timed = 0;
   while (!st.complete && st.epoch < E) {
     const int epoch = st.epoch;
-    cnf_rng r;
-    cnf_rng_init(&r, seed, (uint64_t)epoch, SUB_SHUFFLE);
-    cnf_rng_permutation(&r, N, w.perm);
+    cnf_perm perm; /* the epoch's order of the global index set, the same on every rank */
+    cnf_perm_init(&perm, (uint64_t)N, seed, (uint64_t)epoch, SUB_SHUFFLE);
     const double t0 = cnf_time_now();
     const int64_t s_first = st.step_in_epoch;
     double lr = 0;
     for (int64_t s = s_first; s < steps; s++) {
-      const int m = gather_batch(tr, prep, seed, epoch, w.perm, s * B, B, &w);
+      const int m = gather_batch(tr, prep, seed, epoch, &perm, s * B, B, &w);
       lr = cnf_schedule_lr(&st.sched, st.global_step);
       adam.conf.beta1 = cnf_schedule_beta1(&st.sched, st.global_step, conf->train.adam.beta1);
       cnf_flow_zero_grads(f);

@@ -19,7 +19,6 @@ typedef struct train_shard {
   int D, C;
   cnf_real *x, *c;        /* (n, D), (n, C) raw targets and conditions */
   uint64_t first_row;     /* file row of this rank's first event (before rejection) */
-  uint64_t *row;          /* (n) file row of each event (error messages) */
   uint64_t global_first;  /* global index of x[0] among the kept events of all ranks */
   uint64_t n_global;      /* kept events of all ranks */
   uint64_t rejected;      /* events of all ranks rejected by the preprocessing */

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NLL_CHUNK 4096 /* events per log-prob call when evaluating a whole set */
 
 #if CNF_REAL_IS_DOUBLE
 #define MPI_CNF_REAL MPI_DOUBLE
@@ -37,13 +36,14 @@ static int allreduce_sum(cnf_real *buf, size_t n, MPI_Comm comm) {
 int cnf_train_mean_nll(cnf_flow *f, MPI_Comm comm, int n, const cnf_real *x, const cnf_real *c,
                        double *mean_nll) {
   const int D = cnf_flow_dim(f), C = cnf_flow_cond_dim(f);
-  cnf_real *logp = cnf_malloc(sizeof(cnf_real) * NLL_CHUNK);
+  const int chunk = cnf_flow_reserved(f) > 0 ? cnf_flow_reserved(f) : 1024;
+  cnf_real *logp = cnf_malloc(sizeof(cnf_real) * chunk);
   if (!logp)
     return CNF_ERR_NOMEM;
   double acc[2] = {0.0, (double)n}; /* sum of -log p, number of events */
   int rc = 0;
-  for (int s = 0; s < n && rc == 0; s += NLL_CHUNK) {
-    int m = n - s < NLL_CHUNK ? n - s : NLL_CHUNK;
+  for (int s = 0; s < n && rc == 0; s += chunk) {
+    int m = n - s < chunk ? n - s : chunk;
     rc = cnf_flow_log_prob(f, m, x + (size_t)s * D, c ? c + (size_t)s * C : NULL, logp);
     for (int i = 0; i < m && rc == 0; i++)
       acc[0] -= logp[i];
@@ -145,7 +145,7 @@ int cnf_train_basic(cnf_flow *f, MPI_Comm comm, int n_train, const cnf_real *x,
   schedule_fill_lengths(&sconf, steps, conf->epochs);
   cnf_schedule sched;
   CNF_CALL(cnf_schedule_init(&sched, &sconf));
-  CNF_CALL(cnf_flow_reserve(f, b > NLL_CHUNK ? b : NLL_CHUNK));
+  CNF_CALL(cnf_flow_reserve(f, b));
 
   train_work w = {0};
   cnf_adam adam;
