@@ -61,9 +61,16 @@ void cnf_adam_reset(cnf_adam *a) {
 int cnf_adam_step(cnf_adam *a, double lr, cnf_real *params, const cnf_real *grads,
                   double *grad_norm) {
   const size_t n = a->n;
-  double sq = 0;
-  for (size_t i = 0; i < n; i++)
-    sq += (double)grads[i] * grads[i];
+  /* eight independent partial sums: one serial chain of n dependent adds cost ~8% of a CNF
+   * training step; the lanes vectorise and the order is fixed, so the result is deterministic */
+  double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  size_t i8 = 0;
+  for (; i8 + 8 <= n; i8 += 8)
+    for (int l = 0; l < 8; l++)
+      part[l] += (double)grads[i8 + l] * grads[i8 + l];
+  for (; i8 < n; i8++)
+    part[0] += (double)grads[i8] * grads[i8];
+  double sq = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
   double norm = sqrt(sq);
   if (grad_norm)
     *grad_norm = norm;
