@@ -138,3 +138,24 @@ int cnf_schedule_epoch_end(cnf_schedule *s, double val_loss);
 /* "constant", "poly", "cosine", "onecycle", "multistep" and back (-1 if unknown). */
 const char *cnf_schedule_kind_name(cnf_schedule_kind kind);
 int cnf_schedule_kind_from_name(const char *name);
+
+/* ---- bounded minimisation through PETSc/TAO (src/optim/tao.c) ------------------------------- */
+/* Objective and gradient at x (n): return 0, or < 0 to abort the solve with that status (its
+ * message set with cnf_error_set).  A non-finite *f is reported as CNF_ERR_NUMERIC. */
+typedef int (*cnf_objective_fg)(void *ctx, int n, const double *x, double *f, double *g);
+
+typedef struct cnf_tao_conf {
+  const char *type;     /* TAO type, e.g. "blmvm" (gradient only, the default when NULL) */
+  const char *prefix;   /* options prefix: -<prefix>tao_type, -<prefix>tao_view ... (NULL none) */
+  double gatol, grtol;  /* TaoSetTolerances: absolute and relative gradient tolerances */
+  int max_it;           /* iteration limit (0: TAO's default) */
+} cnf_tao_conf;
+
+/* Minimise f over the box [lo, hi] (n values each) from x (clamped into the box); on return x
+ * holds the solution and *fmin (may be NULL) its objective.  *reason (may be NULL) receives
+ * TAO's converged reason (> 0 converged, < 0 diverged; a diverged solve is not an error: the
+ * caller decides).  Serial: PETSC_COMM_SELF, one solver per call, so results never depend on
+ * what was solved before on this rank. */
+int cnf_tao_minimize_bounded(const cnf_tao_conf *conf, int n, cnf_objective_fg fg, void *ctx,
+                             const double *lo, const double *hi, double *x, double *fmin,
+                             int *reason);

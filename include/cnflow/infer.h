@@ -1,0 +1,92 @@
+/* cnflow infer: trained flows used as likelihoods (per-shower maximum-likelihood calibration).
+ *
+ * Likelihood scan of one shower x over one condition E (the incident energy), for an ensemble of
+ * K flows p_k(x | c):
+ *   log L(E) = log( (1/K) sum_k p_k(x | c with c[j] = E) )    (log-sum-exp, never exp(log p))
+ *   1. a coarse log-spaced grid over the WHOLE prior range [e_min, e_max] (never a window built
+ *      from the true energy) finds the basin: the grid maximum, the number of local maxima;
+ *   2. a bounded TAO solve (BLMVM) between the grid neighbours of that maximum refines it with
+ *      the exact d log L / dE from the flows' condition gradients:
+ *        d log L / dE = sum_k w_k d log p_k / dE,  w_k = p_k / sum_l p_l  (softmax of log p_k);
+ *   3. the 68 % interval: E_lo < E_pred < E_hi where -2 (log L(E) - log L_max) = 1, each by a
+ *      bracketed Brent root search (GSL) between E_pred and the first grid point beyond the
+ *      crossing; if no grid point on a side crosses, the bound is the prior edge (flagged).
+ * All in the condition's raw unit (the model files hold their preprocessing).  Double precision
+ * for everything above the flows' log-densities.
+ *
+ * scan.h5 (written by `cnflow scan` with collective hyperslab writes, one row per shower in the
+ * input's order, read by `cnflow bias`):
+ *   /            attrs format = "cnflow-scan", format_version = 1 (int32), method = "flow",
+ *                      prior (the training prior's label, -prior), e_min, e_max (float64, GeV),
+ *                      input, split, ensemble (paths), members (int32), n_grid (int32),
+ *                      cnflow_version, git_rev
+ *   /scan/e_true (N) float64 GeV (the scanned condition's value in the input; NaN if absent)
+ *   /scan/e_pred, e_lo, e_hi, logl_max (N) float64 (GeV; log L at the maximum)
+ *   /scan/flags  (N) int32: CNF_SCAN_* bits     /scan/n_maxima (N) int32: local maxima on the grid
+ */
+#pragma once
+
+#include "cnflow/flow.h"
+
+#include <mpi.h>
+
+enum {
+  CNF_SCAN_AT_BOUNDARY = 1,    /* the maximum is on the prior boundary */
+  CNF_SCAN_OPEN_INTERVAL = 2,  /* the 68 % interval leaves the prior range (bound = prior edge) */
+  CNF_SCAN_MULTI_MAXIMA = 4,   /* several separated local maxima on the grid */
+  CNF_SCAN_FAILED = 8,         /* log L not finite anywhere on the grid (values are NaN) */
+};
+
+typedef struct cnf_scan_conf {
+  double e_min, e_max; /* prior range, raw condition unit (0 < e_min < e_max) */
+  int n_grid;          /* coarse log-spaced grid points (>= 3; default 200) */
+  int cond_index;      /* which condition column is scanned; the others keep the given values */
+  double rel_tol;      /* relative tolerance of E_pred and of the interval ends (1e-7) */
+} cnf_scan_conf;
+void cnf_scan_conf_default(cnf_scan_conf *conf);
+
+typedef struct cnf_scan_result {
+  double e_pred, e_lo, e_hi, logl_max;
+  int flags, n_maxima;
+} cnf_scan_result;
+
+/* Scanner of an ensemble (members borrowed, not freed), with work buffers for batches of up to
+ * max_showers showers x n_grid grid points. */
+typedef struct cnf_scanner cnf_scanner;
+int cnf_scanner_create(cnf_flow *const *members, int K, const cnf_scan_conf *conf,
+                       int max_showers, cnf_scanner **out);
+void cnf_scanner_free(cnf_scanner **s);
+
+/* Scan n showers: x (n, D) raw targets, c (n, C) raw conditions (column cond_index ignored). */
+int cnf_scanner_run(cnf_scanner *s, int n, const cnf_real *x, const cnf_real *c,
+                    cnf_scan_result *out);
+
+/* The ensemble log-likelihood of one shower at E and (dlogl may be NULL) its derivative. */
+int cnf_scanner_logl(cnf_scanner *s, const cnf_real *x, const cnf_real *c, double E, double *logl,
+                     double *dlogl);
+
+/* ---- the `cnflow scan` stage over a dataset file (src/infer/scan_file.c) -------------------- */
+typedef struct cnf_scan_job {
+  char data[1024], split[16];          /* input dataset file and split (train|val|test|all) */
+  char target[256], target_columns[1024];
+  char cond[256], cond_columns[512];
+  char scan_column[64];                /* the scanned condition column ("" = the only one) */
+  char ensemble[1024];                 /* manifest (DIR/ensemble.txt) or one model file */
+  char out[1024];                      /* scan.h5 */
+  char prior[32];                      /* label stored in scan.h5 (e.g. uniform, loguniform) */
+  double e_min_gev, e_max_gev;         /* prior range in GeV (converted to the column's unit) */
+  int n_grid, block;                   /* grid points; showers per flow evaluation batch */
+  int64_t max_showers;                 /* first N showers of the split (0 = all) */
+  double progress_s;                   /* seconds between progress lines (0: none) */
+} cnf_scan_job;
+void cnf_scan_job_default(cnf_scan_job *job);
+
+typedef struct cnf_scan_summary {
+  uint64_t showers;
+  double seconds, showers_per_s;
+  uint64_t flagged[4]; /* showers with each flag bit */
+} cnf_scan_summary;
+
+/* Collective over comm: every rank scans a contiguous block of the showers and writes its rows
+ * of job->out (temporary name, renamed when complete). */
+int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum);

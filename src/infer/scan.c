@@ -1,0 +1,322 @@
+/* Per-shower likelihood scans over an ensemble (include/cnflow/infer.h): grid over the whole
+ * prior range in large batched flow evaluations, TAO refinement with the exact condition
+ * gradient, Brent roots of -2 delta log L = 1 for the 68 % interval. */
+#include "cnflow/infer.h"
+#include "cnflow/optim.h"
+
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_roots.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct cnf_scanner {
+  cnf_flow *const *members;
+  int K, D, C, max_showers;
+  cnf_scan_conf conf;
+  double *grid;        /* (G) log-spaced energies */
+  cnf_real *xb, *cb;   /* (max_showers * G, D), (max_showers * G, C) batch of (shower, E) rows */
+  cnf_real *lp;        /* (max_showers * G) one member's log p */
+  double *logl;        /* (max_showers * G) ensemble log L */
+  double *lpk, *dk;    /* (K) per-member log p and d log p / dE at one point */
+  cnf_real x1[256], c1[64], dc1[64]; /* one shower's row for the point evaluations */
+};
+
+void cnf_scan_conf_default(cnf_scan_conf *conf) {
+  memset(conf, 0, sizeof *conf);
+  conf->e_min = 1.0;
+  conf->e_max = 100.0;
+  conf->n_grid = 200;
+  conf->cond_index = 0;
+  conf->rel_tol = 1e-7;
+}
+
+void cnf_scanner_free(cnf_scanner **ps) {
+  if (!ps || !*ps)
+    return;
+  cnf_scanner *s = *ps;
+  free(s->grid);
+  free(s->xb);
+  free(s->cb);
+  free(s->lp);
+  free(s->logl);
+  free(s->lpk);
+  free(s->dk);
+  free(s);
+  *ps = NULL;
+}
+
+int cnf_scanner_create(cnf_flow *const *members, int K, const cnf_scan_conf *conf,
+                       int max_showers, cnf_scanner **out) {
+  *out = NULL;
+  if (K < 1 || !members)
+    return cnf_error_set(CNF_ERR_ARG, "scan: no ensemble members");
+  if (!(conf->e_min > 0) || !(conf->e_max > conf->e_min) || !isfinite(conf->e_max))
+    return cnf_error_set(CNF_ERR_ARG, "scan: prior range [%g, %g] must satisfy 0 < min < max",
+                         conf->e_min, conf->e_max);
+  if (conf->n_grid < 3)
+    return cnf_error_set(CNF_ERR_ARG, "scan: %d grid points (at least 3)", conf->n_grid);
+  if (!(conf->rel_tol > 0 && conf->rel_tol < 0.1))
+    return cnf_error_set(CNF_ERR_ARG, "scan: relative tolerance %g outside (0, 0.1)",
+                         conf->rel_tol);
+  const int D = cnf_flow_dim(members[0]), C = cnf_flow_cond_dim(members[0]);
+  for (int k = 1; k < K; k++)
+    if (cnf_flow_dim(members[k]) != D || cnf_flow_cond_dim(members[k]) != C)
+      return cnf_error_set(CNF_ERR_ARG, "scan: member %d has %d targets / %d conditions, member "
+                           "0 %d / %d", k, cnf_flow_dim(members[k]),
+                           cnf_flow_cond_dim(members[k]), D, C);
+  if (C < 1 || conf->cond_index < 0 || conf->cond_index >= C)
+    return cnf_error_set(CNF_ERR_ARG, "scan: condition %d to scan, the flows have %d",
+                         conf->cond_index, C);
+  if (D > 256 || C > 64)
+    return cnf_error_set(CNF_ERR_ARG, "scan: %d targets / %d conditions (at most 256 / 64)", D, C);
+  if (max_showers < 1)
+    return cnf_error_set(CNF_ERR_ARG, "scan: batch of %d showers", max_showers);
+  cnf_scanner *s = cnf_calloc(1, sizeof *s);
+  if (!s)
+    return CNF_ERR_NOMEM;
+  const size_t G = (size_t)conf->n_grid, rows = (size_t)max_showers * G;
+  s->members = members;
+  s->K = K;
+  s->D = D;
+  s->C = C;
+  s->max_showers = max_showers;
+  s->conf = *conf;
+  s->grid = cnf_malloc(sizeof(double) * G);
+  s->xb = cnf_malloc(sizeof(cnf_real) * rows * D);
+  s->cb = cnf_malloc(sizeof(cnf_real) * rows * C);
+  s->lp = cnf_malloc(sizeof(cnf_real) * rows);
+  s->logl = cnf_malloc(sizeof(double) * rows);
+  s->lpk = cnf_malloc(sizeof(double) * K);
+  s->dk = cnf_malloc(sizeof(double) * K);
+  if (!s->grid || !s->xb || !s->cb || !s->lp || !s->logl || !s->lpk || !s->dk) {
+    cnf_scanner_free(&s);
+    return CNF_ERR_NOMEM;
+  }
+  const double l0 = log(conf->e_min), l1 = log(conf->e_max);
+  for (size_t g = 0; g < G; g++)
+    s->grid[g] = exp(l0 + (l1 - l0) * (double)g / (double)(G - 1));
+  s->grid[0] = conf->e_min; /* exact ends: the boundary tests compare with them */
+  s->grid[G - 1] = conf->e_max;
+  *out = s;
+  return 0;
+}
+
+/* log((1/K) sum exp(a_k)) and the softmax weights (into w, may be NULL) */
+static double log_mean_exp(const double *a, int K, double *w) {
+  double m = -INFINITY;
+  for (int k = 0; k < K; k++)
+    if (a[k] > m)
+      m = a[k];
+  if (!isfinite(m)) {
+    if (w)
+      for (int k = 0; k < K; k++)
+        w[k] = 1.0 / K;
+    return m;
+  }
+  double sum = 0;
+  for (int k = 0; k < K; k++)
+    sum += exp(a[k] - m);
+  if (w)
+    for (int k = 0; k < K; k++)
+      w[k] = exp(a[k] - m) / sum;
+  return m + log(sum) - log((double)K);
+}
+
+int cnf_scanner_logl(cnf_scanner *s, const cnf_real *x, const cnf_real *c, double E, double *logl,
+                     double *dlogl) {
+  const int D = s->D, C = s->C, j = s->conf.cond_index;
+  memcpy(s->x1, x, sizeof(cnf_real) * D);
+  memcpy(s->c1, c, sizeof(cnf_real) * C);
+  s->c1[j] = (cnf_real)E;
+  for (int k = 0; k < s->K; k++) {
+    cnf_flow *f = s->members[k];
+    cnf_real lp = 0;
+    if (dlogl) {
+      /* loss = -log p with weight 1, so dL/dc = -d log p / dc; parameter gradients are a
+       * by-product here, cleared so they cannot grow without bound */
+      double loss = 0;
+      const cnf_real one = 1;
+      cnf_flow_zero_grads(f);
+      CNF_CALL(cnf_flow_nll_backward(f, 1, s->x1, s->c1, &one, &loss, &lp, s->dc1));
+      s->dk[k] = -(double)s->dc1[j];
+    } else {
+      CNF_CALL(cnf_flow_log_prob(f, 1, s->x1, s->c1, &lp));
+    }
+    s->lpk[k] = (double)lp;
+  }
+  double *w = dlogl ? s->lpk : NULL; /* weights overwrite the log p once the mean is taken */
+  double ll = log_mean_exp(s->lpk, s->K, w);
+  if (dlogl) {
+    double d = 0;
+    for (int k = 0; k < s->K; k++)
+      d += w[k] * s->dk[k];
+    *dlogl = d;
+  }
+  *logl = ll;
+  return 0;
+}
+
+/* ---- refinement and interval ---------------------------------------------------------------- */
+typedef struct point_ctx {
+  cnf_scanner *s;
+  const cnf_real *x, *c;
+  double logl_max;
+  int rc;
+} point_ctx;
+
+/* TAO minimises -log L(E) */
+static int neg_logl_fg(void *p, int n, const double *E, double *f, double *g) {
+  (void)n;
+  point_ctx *pc = p;
+  double ll = 0, d = 0;
+  CNF_CALL(cnf_scanner_logl(pc->s, pc->x, pc->c, E[0], &ll, &d));
+  *f = -ll;
+  g[0] = -d;
+  return 0;
+}
+
+/* h(E) = -2 (log L(E) - log L_max) - 1: negative inside the 68 % interval */
+static double interval_h(double E, void *p) {
+  point_ctx *pc = p;
+  double ll = 0;
+  int rc = cnf_scanner_logl(pc->s, pc->x, pc->c, E, &ll, NULL);
+  if (rc < 0) {
+    pc->rc = rc;
+    return GSL_NAN;
+  }
+  return -2.0 * (ll - pc->logl_max) - 1.0;
+}
+
+static int brent_root(point_ctx *pc, double a, double b, double rel_tol, double *root) {
+  gsl_function F = {interval_h, pc};
+  gsl_root_fsolver *sol = gsl_root_fsolver_alloc(gsl_root_fsolver_brent);
+  if (!sol)
+    return CNF_ERR_NOMEM;
+  gsl_error_handler_t *old = gsl_set_error_handler_off();
+  int status = gsl_root_fsolver_set(sol, &F, a < b ? a : b, a < b ? b : a);
+  for (int it = 0; status == GSL_SUCCESS && it < 200; it++) {
+    status = gsl_root_fsolver_iterate(sol);
+    if (status != GSL_SUCCESS)
+      break;
+    double lo = gsl_root_fsolver_x_lower(sol), hi = gsl_root_fsolver_x_upper(sol);
+    status = gsl_root_test_interval(lo, hi, 0, rel_tol);
+    if (status == GSL_SUCCESS)
+      break;
+    status = status == GSL_CONTINUE ? GSL_SUCCESS : status;
+  }
+  *root = gsl_root_fsolver_root(sol);
+  gsl_root_fsolver_free(sol);
+  gsl_set_error_handler(old);
+  if (pc->rc < 0)
+    return pc->rc;
+  if (status != GSL_SUCCESS)
+    return cnf_error_set(CNF_ERR_NUMERIC, "scan: interval root search failed in [%g, %g] (%s)",
+                         a, b, gsl_strerror(status));
+  return 0;
+}
+
+static int scan_one(cnf_scanner *s, const cnf_real *x, const cnf_real *c, const double *ll,
+                    cnf_scan_result *r) {
+  const int G = s->conf.n_grid;
+  const double *E = s->grid, tol = s->conf.rel_tol;
+  memset(r, 0, sizeof *r);
+  int best = -1;
+  for (int g = 0; g < G; g++)
+    if (isfinite(ll[g]) && (best < 0 || ll[g] > ll[best]))
+      best = g;
+  if (best < 0) {
+    r->e_pred = r->e_lo = r->e_hi = r->logl_max = NAN;
+    r->flags = CNF_SCAN_FAILED;
+    return 0;
+  }
+  /* local maxima of the grid curve (plateaus count once, at their left end) */
+  for (int g = 0; g < G; g++) {
+    double left = g > 0 ? ll[g - 1] : -INFINITY, right = g + 1 < G ? ll[g + 1] : -INFINITY;
+    if (isfinite(ll[g]) && ll[g] > left && ll[g] >= right)
+      r->n_maxima++;
+  }
+  if (r->n_maxima > 1)
+    r->flags |= CNF_SCAN_MULTI_MAXIMA;
+  /* refine between the grid neighbours of the best grid point */
+  point_ctx pc = {s, x, c, 0, 0};
+  double lo = E[best > 0 ? best - 1 : 0], hi = E[best + 1 < G ? best + 1 : G - 1];
+  double e = E[best], fmin = -ll[best];
+  cnf_tao_conf tc = {.type = NULL, .prefix = "scan_", .gatol = 0, .grtol = 1e-12, .max_it = 100};
+  /* absolute gradient tolerance scaled to the bracket: |d log L/dE| * bracket ~ tol */
+  tc.gatol = tol * 1e-2 / (hi - lo);
+  int reason = 0;
+  CNF_CALL(cnf_tao_minimize_bounded(&tc, 1, neg_logl_fg, &pc, &lo, &hi, &e, &fmin, &reason));
+  if (!(-fmin >= ll[best])) { /* never worse than the grid point */
+    e = E[best];
+    fmin = -ll[best];
+  }
+  r->e_pred = e;
+  r->logl_max = -fmin;
+  pc.logl_max = r->logl_max;
+  if (e <= s->conf.e_min * (1 + 10 * tol) || e >= s->conf.e_max * (1 - 10 * tol))
+    r->flags |= CNF_SCAN_AT_BOUNDARY;
+  /* the crossings: first grid point beyond E_pred on each side where h > 0 */
+  int jl = -1, ju = -1;
+  for (int g = best; g >= 0; g--)
+    if (E[g] < e && isfinite(ll[g]) && -2.0 * (ll[g] - r->logl_max) - 1.0 > 0) {
+      jl = g;
+      break;
+    }
+  for (int g = best; g < G; g++)
+    if (E[g] > e && isfinite(ll[g]) && -2.0 * (ll[g] - r->logl_max) - 1.0 > 0) {
+      ju = g;
+      break;
+    }
+  if (jl >= 0) {
+    CNF_CALL(brent_root(&pc, E[jl], e, tol, &r->e_lo));
+  } else {
+    r->e_lo = s->conf.e_min;
+    r->flags |= CNF_SCAN_OPEN_INTERVAL;
+  }
+  if (ju >= 0) {
+    CNF_CALL(brent_root(&pc, e, E[ju], tol, &r->e_hi));
+  } else {
+    r->e_hi = s->conf.e_max;
+    r->flags |= CNF_SCAN_OPEN_INTERVAL;
+  }
+  return 0;
+}
+
+int cnf_scanner_run(cnf_scanner *s, int n, const cnf_real *x, const cnf_real *c,
+                    cnf_scan_result *out) {
+  const int D = s->D, C = s->C, G = s->conf.n_grid, j = s->conf.cond_index;
+  for (int s0 = 0; s0 < n; s0 += s->max_showers) {
+    const int m = n - s0 < s->max_showers ? n - s0 : s->max_showers;
+    const size_t rows = (size_t)m * G;
+    /* (shower, grid point) rows: the shower's x repeated, its conditions with c[j] = E_g */
+    for (int i = 0; i < m; i++)
+      for (int g = 0; g < G; g++) {
+        size_t r = (size_t)i * G + g;
+        memcpy(s->xb + r * D, x + (size_t)(s0 + i) * D, sizeof(cnf_real) * D);
+        memcpy(s->cb + r * C, c + (size_t)(s0 + i) * C, sizeof(cnf_real) * C);
+        s->cb[r * C + j] = (cnf_real)s->grid[g];
+      }
+    for (size_t r = 0; r < rows; r++)
+      s->logl[r] = 0;
+    /* log L = log mean_k exp(lp_k): a running log-sum-exp over the members */
+    for (int k = 0; k < s->K; k++) {
+      CNF_CALL(cnf_flow_log_prob(s->members[k], (int)rows, s->xb, s->cb, s->lp));
+      for (size_t r = 0; r < rows; r++) {
+        double a = (double)s->lp[r];
+        if (k == 0) {
+          s->logl[r] = a;
+          continue;
+        }
+        double b = s->logl[r], hi = a > b ? a : b;
+        s->logl[r] = isfinite(hi) ? hi + log1p(exp(-fabs(a - b))) : hi;
+      }
+    }
+    for (size_t r = 0; r < rows; r++)
+      s->logl[r] -= log((double)s->K);
+    for (int i = 0; i < m; i++)
+      CNF_CALL(scan_one(s, x + (size_t)(s0 + i) * D, c + (size_t)(s0 + i) * C,
+                        s->logl + (size_t)i * G, &out[s0 + i]));
+  }
+  return 0;
+}
