@@ -39,3 +39,4 @@ int cmd_demo(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_scan(int argc, char **argv);

@@ -11,6 +11,7 @@ static const cnf_command commands[] = {
     {"demo", "train a flow on the built-in toy density and print its held-out NLL", cmd_demo, 1},
     {"generate", "generate a dataset (hgg | calo-photon | calo-pion) into parallel HDF5", cmd_generate, 1},
     {"train", "train a flow (or an ensemble) on a dataset file, with checkpoint/resume", cmd_train, 1},
+    {"scan", "per-shower maximum-likelihood calibration over a trained ensemble", cmd_scan, 1},
     {"bench", "benchmark the flow engine against the PyTorch peer", cmd_bench, 1},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
