@@ -21,6 +21,7 @@
 #include <string.h>
 
 #define SUB_SHUFFLE 2u
+#define CNF_TRAIN_MAX_RANKS_BALANCED 4096
 #define SUB_VAL_NOISE 15u
 #define SUB_NOISE0 16u
 
@@ -60,12 +61,24 @@ static void group_log(MPI_Comm comm, const char *fmt, ...) {
 typedef struct loop_work {
   cnf_real *xb, *cb, *w; /* (B, D), (B, C), (B): this rank's part of a batch */
   uint64_t *gb;          /* (B) global index of each of those events */
+  /* balancing the batch over the ranks (gather_batch) */
+  MPI_Comm comm;
+  int size, rank;
+  uint64_t *bounds;      /* (size + 1) global index ranges of the ranks' shards */
+  int *owner;            /* (B) rank holding each event of the global batch */
+  int *counts;           /* (4 size) send / receive counts and displacements, in values */
+  cnf_real *sendbuf, *recvbuf; /* (B, D + C) rows that change rank */
   cnf_real *best;        /* (n_params) */
   cnf_real *xv;          /* (n_val, D) validation targets with their fixed noise (or NULL) */
   double *hist;          /* (epochs, TRAIN_HIST_COLS) */
 } loop_work;
 
 static void loop_work_free(loop_work *w) {
+  free(w->bounds);
+  free(w->owner);
+  free(w->counts);
+  free(w->sendbuf);
+  free(w->recvbuf);
   free(w->xb);
   free(w->cb);
   free(w->w);
@@ -87,24 +100,98 @@ static void add_noise(const train_prep *p, uint64_t seed, uint32_t sub, int n, c
   }
 }
 
-/* This rank's events of global batch [b0, b0 + B) of the permutation, copied with noise. */
+/* COLLECTIVE.  This rank's share of global batch [b0, b0 + B) of the permutation, with noise.
+ * The events of a random global batch fall on the ranks binomially (256 +- 11 of 512 on 2
+ * ranks), and every step waits for the rank with the most: the ranks therefore trade the
+ * surplus so that each computes exactly its quota (cnf_partition of B).  A rank keeps its own
+ * events up to its quota; the surplus rows (targets with their noise, conditions) go, in batch
+ * order, to the ranks short of theirs, in rank order.  Every rank derives the same plan from the
+ * permutation and the shard bounds, so one MPI_Alltoallv of ~10 rows moves them. */
 static int gather_batch(const train_shard *tr, const train_prep *p, uint64_t seed, int epoch,
-                        const cnf_perm *perm, int64_t b0, int B, loop_work *w) {
-  const int D = tr->D, C = tr->C;
-  const uint64_t lo = tr->global_first, hi = lo + (uint64_t)tr->n;
-  int m = 0;
+                        const cnf_perm *perm, int64_t b0, int B, loop_work *w, int *m_out) {
+  const int D = tr->D, C = tr->C, W = D + C, P = w->size, me = w->rank;
+  int *send_n = w->counts, *send_off = w->counts + P, *recv_n = w->counts + 2 * P,
+      *recv_off = w->counts + 3 * P;
+  /* owner of each batch position, and how many each rank holds */
+  int held[CNF_TRAIN_MAX_RANKS_BALANCED] = {0};
   for (int j = 0; j < B; j++) {
     uint64_t g = cnf_perm_at(perm, (uint64_t)(b0 + j));
-    if (g < lo || g >= hi)
-      continue;
-    size_t i = (size_t)(g - lo);
-    memcpy(w->xb + (size_t)m * D, tr->x + i * D, sizeof(cnf_real) * D);
-    if (C > 0)
-      memcpy(w->cb + (size_t)m * C, tr->c + i * C, sizeof(cnf_real) * C);
-    w->gb[m++] = g;
+    int r = 0;
+    while (r + 1 < P && g >= w->bounds[r + 1])
+      r++;
+    w->owner[j] = r;
+    held[r]++;
+    w->gb[j] = g; /* scratch: global index per position */
   }
-  add_noise(p, seed, SUB_NOISE0 + (uint32_t)epoch, m, w->gb, 0, D, w->xb);
-  return m;
+  int quota[CNF_TRAIN_MAX_RANKS_BALANCED];
+  for (int r = 0; r < P; r++) {
+    uint64_t f0, cnt;
+    cnf_partition((uint64_t)B, P, r, &f0, &cnt);
+    quota[r] = (int)cnt;
+    send_n[r] = recv_n[r] = 0;
+  }
+  /* walk the surplus positions in batch order, handing them to deficit ranks in rank order */
+  int taker = 0, taken = 0, seen[CNF_TRAIN_MAX_RANKS_BALANCED] = {0};
+  int m = 0, ns = 0;
+  const uint64_t lo = tr->global_first;
+  for (int j = 0; j < B; j++) {
+    const int r = w->owner[j];
+    const uint64_t g = w->gb[j];
+    if (seen[r]++ < quota[r]) { /* kept by its owner */
+      if (r == me) {
+        size_t i = (size_t)(g - lo);
+        memcpy(w->xb + (size_t)m * D, tr->x + i * D, sizeof(cnf_real) * D);
+        if (C > 0)
+          memcpy(w->cb + (size_t)m * C, tr->c + i * C, sizeof(cnf_real) * C);
+        w->owner[j] = -1 - m; /* local row m (for the noise below) */
+        m++;
+      }
+      continue;
+    }
+    while (taker < P && held[taker] + taken >= quota[taker]) {
+      taker++;
+      taken = 0;
+    }
+    /* surplus position j moves from r to taker (rows leave in batch order per destination) */
+    if (r == me) {
+      size_t i = (size_t)(g - lo);
+      cnf_real *row = w->sendbuf + (size_t)ns * W;
+      memcpy(row, tr->x + i * D, sizeof(cnf_real) * D);
+      if (C > 0)
+        memcpy(row + D, tr->c + i * C, sizeof(cnf_real) * C);
+      add_noise(p, seed, SUB_NOISE0 + (uint32_t)epoch, 1, &g, 0, D, row);
+      send_n[taker] += W;
+      ns++;
+    }
+    if (taker == me)
+      recv_n[r] += W;
+    taken++;
+  }
+  /* noise of the kept rows, keyed by their global index */
+  for (int j = 0; j < B; j++)
+    if (w->owner[j] < 0) {
+      int row = -1 - w->owner[j];
+      add_noise(p, seed, SUB_NOISE0 + (uint32_t)epoch, 1, &w->gb[j], 0, D,
+                w->xb + (size_t)row * D);
+    }
+  int nr = 0;
+  for (int r = 0, so = 0, ro = 0; r < P; r++) {
+    send_off[r] = so;
+    recv_off[r] = ro;
+    so += send_n[r];
+    ro += recv_n[r];
+    nr += recv_n[r] / W;
+  }
+  if (P > 1 && MPI_Alltoallv(w->sendbuf, send_n, send_off, MPI_CNF_REAL, w->recvbuf, recv_n,
+                             recv_off, MPI_CNF_REAL, w->comm) != MPI_SUCCESS)
+    return cnf_error_set(CNF_ERR_MPI, "train: exchanging batch rows between the ranks failed");
+  for (int i = 0; i < nr; i++, m++) {
+    memcpy(w->xb + (size_t)m * D, w->recvbuf + (size_t)i * W, sizeof(cnf_real) * D);
+    if (C > 0)
+      memcpy(w->cb + (size_t)m * C, w->recvbuf + (size_t)i * W + D, sizeof(cnf_real) * C);
+  }
+  *m_out = m;
+  return 0;
 }
 
 /* ActNorm (any bijector with a data_init) starts from the FIRST GLOBAL BATCH: the ranks'
@@ -121,7 +208,8 @@ static int data_init_first_batch(MPI_Comm comm, cnf_flow *f, const train_shard *
   const int D = tr->D, C = tr->C, W = D + C;
   cnf_perm perm;
   cnf_perm_init(&perm, tr->n_global, seed, 0, SUB_SHUFFLE);
-  int m = gather_batch(tr, p, seed, 0, &perm, 0, B, w);
+  int m = 0;
+  CNF_CALL(gather_batch(tr, p, seed, 0, &perm, 0, B, w, &m));
   int *counts = cnf_malloc(sizeof(int) * 2 * size);
   cnf_real *mine = cnf_malloc(sizeof(cnf_real) * (size_t)(m ? m : 1) * W);
   cnf_real *all = cnf_malloc(sizeof(cnf_real) * (size_t)B * W);
@@ -400,13 +488,31 @@ int train_member_run(MPI_Comm comm, const cnf_study_conf *conf, const train_prep
   w.w = cnf_malloc(sizeof(cnf_real) * (size_t)B);
   w.gb = cnf_malloc(sizeof(uint64_t) * (size_t)B);
   w.best = cnf_malloc(sizeof(cnf_real) * (np ? np : 1));
+  w.comm = comm;
+  w.rank = rank;
+  w.size = size;
+  w.bounds = cnf_malloc(sizeof(uint64_t) * (size_t)(size + 1));
+  w.owner = cnf_malloc(sizeof(int) * (size_t)B);
+  w.counts = cnf_malloc(sizeof(int) * 4 * (size_t)size);
+  w.sendbuf = cnf_malloc(sizeof(cnf_real) * (size_t)B * (D + C));
+  w.recvbuf = cnf_malloc(sizeof(cnf_real) * (size_t)B * (D + C));
   w.hist = cnf_calloc((size_t)E * TRAIN_HIST_COLS, sizeof(double));
   if (prep->noise > 0)
     w.xv = cnf_malloc(sizeof(cnf_real) * (size_t)(va->n ? va->n : 1) * D);
-  if (!w.xb || !w.cb || !w.w || !w.gb || !w.best || !w.hist ||
+  if (!w.bounds || !w.owner || !w.counts || !w.sendbuf || !w.recvbuf || !w.xb || !w.cb || !w.w || !w.gb || !w.best || !w.hist ||
       (prep->noise > 0 && !w.xv))
     rc = CNF_ERR_NOMEM;
+  if (rc == 0 && size > CNF_TRAIN_MAX_RANKS_BALANCED)
+    rc = cnf_error_set(CNF_ERR_ARG, "train: %d ranks in one member's group (at most %d)", size,
+                       CNF_TRAIN_MAX_RANKS_BALANCED);
   CNF_CALL_GOTO(rc, out, train_sync(comm, rc));
+  /* the shard bounds of every rank: the batch-balancing plan needs them */
+  if (MPI_Allgather(&tr->global_first, 1, MPI_UINT64_T, w.bounds, 1, MPI_UINT64_T, comm) !=
+      MPI_SUCCESS) {
+    rc = cnf_error_set(CNF_ERR_MPI, "train: MPI_Allgather of the shard bounds failed");
+    goto out;
+  }
+  w.bounds[size] = tr->n_global;
   st.hist = w.hist;
   for (int i = 0; i < B; i++)
     w.w[i] = (cnf_real)(1.0 / B);
@@ -441,9 +547,11 @@ int train_member_run(MPI_Comm comm, const cnf_study_conf *conf, const train_prep
     cnf_perm_init(&perm, (uint64_t)N, seed, (uint64_t)epoch, SUB_SHUFFLE);
     const double t0 = cnf_time_now();
     const int64_t s_first = st.step_in_epoch;
+    double t_allreduce = 0, t_status = 0;
     double lr = 0;
     for (int64_t s = s_first; s < steps; s++) {
-      const int m = gather_batch(tr, prep, seed, epoch, &perm, s * B, B, &w);
+      int m = 0;
+      CNF_CALL_GOTO(rc, out, gather_batch(tr, prep, seed, epoch, &perm, s * B, B, &w, &m));
       lr = cnf_schedule_lr(&st.sched, st.global_step);
       adam.conf.beta1 = cnf_schedule_beta1(&st.sched, st.global_step, conf->train.adam.beta1);
       cnf_flow_zero_grads(f);
@@ -452,7 +560,10 @@ int train_member_run(MPI_Comm comm, const cnf_study_conf *conf, const train_prep
       int stop = cnf_train_stop_requested() ||
                  (conf->interrupt_at_step >= 0 && st.global_step == conf->interrupt_at_step);
       double flags[3] = {lrc < 0 ? 0 : loss, stop ? 1 : 0, lrc < 0 ? 1 : 0};
-      if (MPI_Allreduce(MPI_IN_PLACE, flags, 3, MPI_DOUBLE, MPI_SUM, comm) != MPI_SUCCESS) {
+      const double t_st = cnf_time_now();
+      int src = MPI_Allreduce(MPI_IN_PLACE, flags, 3, MPI_DOUBLE, MPI_SUM, comm);
+      t_status += cnf_time_now() - t_st; /* mostly waiting for the slowest rank's backward */
+      if (src != MPI_SUCCESS) {
         rc = cnf_error_set(CNF_ERR_MPI, "train: MPI_Allreduce of the step status failed");
         goto out;
       }
@@ -476,8 +587,10 @@ int train_member_run(MPI_Comm comm, const cnf_study_conf *conf, const train_prep
         goto out;
       }
       st.loss_sum += flags[0];
-      if (MPI_Allreduce(MPI_IN_PLACE, cnf_flow_grads(f), (int)np, MPI_CNF_REAL, MPI_SUM, comm) !=
-          MPI_SUCCESS) {
+      const double t_ar = cnf_time_now();
+      int arc = MPI_Allreduce(MPI_IN_PLACE, cnf_flow_grads(f), (int)np, MPI_CNF_REAL, MPI_SUM, comm);
+      t_allreduce += cnf_time_now() - t_ar;
+      if (arc != MPI_SUCCESS) {
         rc = cnf_error_set(CNF_ERR_MPI, "train: MPI_Allreduce of %zu gradients failed", np);
         goto out;
       }
@@ -495,6 +608,11 @@ int train_member_run(MPI_Comm comm, const cnf_study_conf *conf, const train_prep
       st.global_step++;
     }
     const double dt_train = cnf_time_now() - t0;
+    const double n_st = (double)(steps - s_first > 0 ? steps - s_first : 1);
+    cnf_log_debug("train: member %d epoch %d: per step %.1f us, of which gradient allreduce "
+                  "%.1f us and step-status allreduce (waiting for the slowest rank) %.1f us",
+                  io->member, epoch + 1, 1e6 * dt_train / n_st, 1e6 * t_allreduce / n_st,
+                  1e6 * t_status / n_st);
     double val = 0;
     if (conf->val_metric == CNF_VAL_W1) {
       uint64_t wseed = seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(epoch + 1));
