@@ -41,7 +41,7 @@ typedef struct cnf_scan_conf {
   double e_min, e_max; /* prior range, raw condition unit (0 < e_min < e_max) */
   int n_grid;          /* coarse log-spaced grid points (>= 3; default 200) */
   int cond_index;      /* which condition column is scanned; the others keep the given values */
-  double rel_tol;      /* relative tolerance of E_pred and of the interval ends (1e-7) */
+  double rel_tol;      /* relative tolerance of E_pred and the interval ends (1e-7; 1e-5 in float) */
 } cnf_scan_conf;
 void cnf_scan_conf_default(cnf_scan_conf *conf);
 

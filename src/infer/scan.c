@@ -28,7 +28,9 @@ void cnf_scan_conf_default(cnf_scan_conf *conf) {
   conf->e_max = 100.0;
   conf->n_grid = 200;
   conf->cond_index = 0;
-  conf->rel_tol = 1e-7;
+  /* a float flow's log-density carries ~1e-7 relative rounding noise, so E is only defined to
+   * ~1e-5 relative by it: asking for more makes TAO and Brent iterate on noise */
+  conf->rel_tol = CNF_REAL_IS_DOUBLE ? 1e-7 : 1e-5;
 }
 
 void cnf_scanner_free(cnf_scanner **ps) {
@@ -242,9 +244,19 @@ static int scan_one(cnf_scanner *s, const cnf_real *x, const cnf_real *c, const 
   point_ctx pc = {s, x, c, 0, 0};
   double lo = E[best > 0 ? best - 1 : 0], hi = E[best + 1 < G ? best + 1 : G - 1];
   double e = E[best], fmin = -ll[best];
-  cnf_tao_conf tc = {.type = NULL, .prefix = "scan_", .gatol = 0, .grtol = 1e-12, .max_it = 100};
-  /* absolute gradient tolerance scaled to the bracket: |d log L/dE| * bracket ~ tol */
-  tc.gatol = tol * 1e-2 / (hi - lo);
+  cnf_tao_conf tc = {.type = NULL, .prefix = "scan_", .gatol = 0, .grtol = 0, .max_it = 100};
+  /* Stop when the gradient says E is within tol * E of the maximum: |g| ~ curvature * dE, the
+   * curvature estimated from the grid's second difference around the best point (a fixed
+   * absolute tolerance would either stop early on sharp peaks or iterate on rounding noise). */
+  double curv = 0;
+  if (best > 0 && best + 1 < G && isfinite(ll[best - 1]) && isfinite(ll[best + 1])) {
+    double h1 = E[best] - E[best - 1], h2 = E[best + 1] - E[best];
+    curv = -2.0 * (h1 * ll[best + 1] - (h1 + h2) * ll[best] + h2 * ll[best - 1]) /
+           (h1 * h2 * (h1 + h2));
+  }
+  if (!(curv > 0))
+    curv = 1.0 / ((hi - lo) * (hi - lo));
+  tc.gatol = 0.3 * curv * tol * E[best];
   int reason = 0;
   CNF_CALL(cnf_tao_minimize_bounded(&tc, 1, neg_logl_fg, &pc, &lo, &hi, &e, &fmin, &reason));
   if (!(-fmin >= ll[best])) { /* never worse than the grid point */
