@@ -6,7 +6,8 @@
 #      which rank scanned them;
 #   2. the result must be a calibration, not noise: median E_pred/E_true within 15 % of 1, every
 #      interval contains E_pred, no failed shower;
-#   3. bad inputs (missing manifest, model/data dimension mismatch, an empty split) fail on every
+#   3. (4. below) SIGTERM-style stop after a block, exit 75, resume on another rank count;
+#   5. bad inputs (missing manifest, model/data dimension mismatch, an empty split) fail on every
 #      rank with a one-line error and leave no output behind.
 set -uo pipefail
 cnflow=$1
@@ -43,6 +44,24 @@ assert np.all(fl & 8 == 0), "failed showers"
 assert np.all((lo < ep) & (ep < hi)), "an interval does not contain its E_pred"
 print(f"median E_pred/E_true {r:.3f}, mean relative resolution {np.mean((hi - lo) / 2 / et):.3f}")
 PY
+
+# 4. preemption: stop after 1 round of blocks (as on SIGTERM: exit 75, partial <o>.tmp kept),
+#    a resume with other options is refused, then resumed on ONE rank: identical to s1.h5
+mpi 2 "${scan[@]}" -scan_block 8 -o part.h5 -scan_interrupt_after_blocks 1 >p1.log 2>&1
+st=$?
+[ "$st" -eq 75 ] || { cat p1.log; fail "interrupted scan: exit status $st, expected 75"; }
+[ -e part.h5.tmp ] && [ ! -e part.h5 ] || fail "interrupted scan: expected only part.h5.tmp"
+if mpi 1 "${scan[@]}" -scan_block 8 -scan_grid 100 -o part.h5 -resume >p2.log 2>&1; then
+  fail "a resume with another grid was accepted"
+fi
+grep -q "different scan" p2.log || { cat p2.log; fail "mismatched resume: no clear error"; }
+[ -e part.h5.tmp ] || fail "a refused resume removed the partial output"
+mpi 1 "${scan[@]}" -scan_block 8 -o part.h5 -resume >p3.log 2>&1 || { cat p3.log; fail "resume"; }
+grep -q "already done" p3.log || { cat p3.log; fail "resume did not skip finished blocks"; }
+h5diff s1.h5 part.h5 /scan/e_pred /scan/e_pred && h5diff s1.h5 part.h5 /scan/e_lo /scan/e_lo &&
+  h5diff s1.h5 part.h5 /scan/e_hi /scan/e_hi && h5diff s1.h5 part.h5 /scan/flags /scan/flags ||
+  fail "interrupted + resumed scan differs from the uninterrupted one"
+[ ! -e part.h5.tmp ] || fail "part.h5.tmp left after the resumed scan finished"
 
 # bad inputs: non-zero exit, one-line "cnflow: error" naming the problem, no output left
 bad() {

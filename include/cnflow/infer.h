@@ -23,6 +23,12 @@
  *   /scan/e_true (N) float64 GeV (the scanned condition's value in the input; NaN if absent)
  *   /scan/e_pred, e_lo, e_hi, logl_max (N) float64 (GeV; log L at the maximum)
  *   /scan/flags  (N) int32: CNF_SCAN_* bits     /scan/n_maxima (N) int32: local maxima on the grid
+ *   /scan/block_done (ceil(N / block)) uint8: 1 once that block of showers is written
+ *   (attribute resume_fingerprint: what a partial <out>.tmp must match to be resumed)
+ * The file is created as <out>.tmp with every dataset allocated, each block of showers is
+ * written collectively as soon as it is scanned and then marked done; SIGTERM / SIGUSR1 stops
+ * after the current block (exit status 75) and -resume continues from the record, so a
+ * preempted scan loses at most one block per rank.  Renamed to <out> when every block is done.
  */
 #pragma once
 
@@ -78,11 +84,13 @@ typedef struct cnf_scan_job {
   int n_grid, block;                   /* grid points; showers per flow evaluation batch */
   int64_t max_showers;                 /* first N showers of the split (0 = all) */
   double progress_s;                   /* seconds between progress lines (0: none) */
+  int resume;                          /* continue <out>.tmp, skipping its finished blocks */
+  int64_t interrupt_after_blocks;      /* testing: stop as on SIGTERM after N rounds (0 off) */
 } cnf_scan_job;
 void cnf_scan_job_default(cnf_scan_job *job);
 
 typedef struct cnf_scan_summary {
-  uint64_t showers;
+  uint64_t showers, scanned; /* in the file; scanned by this run (not resumed) */
   double seconds, showers_per_s;
   uint64_t flagged[4]; /* showers with each flag bit */
 } cnf_scan_summary;

@@ -2,6 +2,7 @@
  * (include/cnflow/infer.h), embarrassingly parallel over the ranks, into scan.h5. */
 #include "cli.h"
 #include "cnflow/infer.h"
+#include "cnflow/train.h"
 
 #include <mpi.h>
 
@@ -15,8 +16,10 @@ int cmd_scan(int argc, char **argv) {
                   "Calibrate every shower of a split by maximum likelihood over a trained flow\n"
                   "ensemble: log L(E) = log mean_k p_k(x | E) on a log-spaced grid over the whole\n"
                   "prior range, refined by TAO with the exact dlogL/dE, and the 68% interval where\n"
-                  "-2 delta log L = 1 (Brent).  Each rank scans a contiguous block; scan.h5 rows\n"
-                  "follow the input order (written to <out>.tmp, renamed when complete).");
+                  "-2 delta log L = 1 (Brent).  Each rank scans contiguous blocks; scan.h5 rows\n"
+                  "follow the input order, written to <o>.tmp block by block and renamed when\n"
+                  "complete; SIGTERM/SIGUSR1 stop after the current block (exit status 75) and\n"
+                  "-resume continues.");
   CNF_CALL(cli_get_string("data", "", "dataset file with the showers [required]", j.data,
                           sizeof j.data));
   CNF_CALL(cli_get_string("split", "test", "split to scan: train|val|test|all", j.split,
@@ -47,6 +50,10 @@ int cmd_scan(int argc, char **argv) {
                          &j.max_showers));
   CNF_CALL(cli_get_real("progress", 10, "seconds between progress lines (0: none)",
                         &j.progress_s));
+  CNF_CALL(cli_get_bool("resume", 0, "continue <o>.tmp left by an interrupted scan, skipping "
+                        "its finished blocks", &j.resume));
+  CNF_CALL(cli_get_int64("scan_interrupt_after_blocks", 0, "testing: stop as on SIGTERM after "
+                         "N rounds of blocks (0 off)", &j.interrupt_after_blocks));
   CNF_CALL(cli_check_unused_options());
   if (cli_help_requested())
     return 0;
@@ -55,13 +62,14 @@ int cmd_scan(int argc, char **argv) {
                          "the options)");
   if (j.block < 1 || j.max_showers < 0)
     return cnf_error_set(CNF_ERR_ARG, "scan: -scan_block must be >= 1 and -max_showers >= 0");
+  cnf_train_install_signal_handlers(); /* SIGTERM / SIGUSR1: stop after the current block */
   cnf_scan_summary s;
   int size = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   CNF_CALL(cnf_scan_file(&j, MPI_COMM_WORLD, &s));
-  cnf_log_info("scan: %llu showers in %.1f s on %d rank(s), %.1f showers/s; flagged: %llu at "
+  cnf_log_info("scan: %llu showers (%llu scanned now) in %.1f s on %d rank(s), %.1f showers/s; flagged: %llu at "
                "the prior boundary, %llu open intervals, %llu with several maxima, %llu failed; "
-               "wrote %s", (unsigned long long)s.showers, s.seconds, size, s.showers_per_s,
+               "wrote %s", (unsigned long long)s.showers, (unsigned long long)s.scanned, s.seconds, size, s.showers_per_s,
                (unsigned long long)s.flagged[0], (unsigned long long)s.flagged[1],
                (unsigned long long)s.flagged[2], (unsigned long long)s.flagged[3], j.out);
   return 0;

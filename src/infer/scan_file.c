@@ -120,71 +120,167 @@ static int attr_num(hid_t loc, const char *name, hid_t type, const void *v) {
   return ok ? 0 : cnf_error_set(CNF_ERR_IO, "cannot write attribute '%s'", name);
 }
 
-/* one (N) column: this rank writes rows [first, first + n) collectively */
-static int write_column(hid_t g, const char *name, hid_t type, uint64_t N, uint64_t first,
-                        uint64_t n, const void *data) {
-  hsize_t dims[1] = {N}, off[1] = {first}, cnt[1] = {n};
-  hid_t fs = H5Screate_simple(1, dims, NULL);
-  hid_t d = H5Dcreate2(g, name, type, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  hid_t ms = H5Screate_simple(1, cnt, NULL), x = H5Pcreate(H5P_DATASET_XFER);
-  int ok = d >= 0 && x >= 0 && H5Pset_dxpl_mpio(x, H5FD_MPIO_COLLECTIVE) >= 0;
-  if (ok && n == 0) {
-    H5Sselect_none(fs);
-    H5Sselect_none(ms);
-  } else if (ok) {
-    ok = H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, cnt, NULL) >= 0;
-  }
-  ok = ok && H5Dwrite(d, type, ms, fs, x, data) >= 0;
-  if (d >= 0)
-    H5Dclose(d);
-  H5Pclose(x);
-  H5Sclose(ms);
-  H5Sclose(fs);
-  return ok ? 0 : cnf_error_set(CNF_ERR_IO, "cannot write dataset '%s'", name);
+/* The output is created up front with every dataset allocated (no metadata changes later),
+ * each block of showers is written collectively as soon as it is scanned, then its flag in
+ * /scan/block_done, then the file is flushed: a preempted scan keeps every finished block, and
+ * -resume skips them.  The file has its final name only once every block is done. */
+#define SCAN_NCOLS 7
+static const char *const scan_cols[SCAN_NCOLS] = {"e_true", "e_pred", "e_lo", "e_hi",
+                                                  "logl_max", "flags", "n_maxima"};
+
+typedef struct scan_out {
+  hid_t file, group, dset[SCAN_NCOLS], done, dxpl;
+} scan_out;
+
+static void scan_out_close(scan_out *o) {
+  for (int k = 0; k < SCAN_NCOLS; k++)
+    if (o->dset[k] >= 0)
+      H5Dclose(o->dset[k]);
+  if (o->done >= 0)
+    H5Dclose(o->done);
+  if (o->dxpl >= 0)
+    H5Pclose(o->dxpl);
+  if (o->group >= 0)
+    H5Gclose(o->group);
+  if (o->file >= 0)
+    H5Fclose(o->file);
+  o->file = o->group = o->done = o->dxpl = -1;
+  for (int k = 0; k < SCAN_NCOLS; k++)
+    o->dset[k] = -1;
 }
 
-typedef struct scan_rows {
-  double *e_true, *e_pred, *e_lo, *e_hi, *logl;
-  int *flags, *nmax;
-} scan_rows;
+static hid_t col_type(int k) { return k >= 5 ? H5T_NATIVE_INT : H5T_NATIVE_DOUBLE; }
 
-static int write_scan(MPI_Comm comm, const cnf_scan_job *job, const char *tmp, uint64_t N,
-                      uint64_t first, uint64_t n, int K, const scan_rows *r) {
+/* Everything a partial file must agree with to be continued. */
+static void scan_fingerprint(const cnf_scan_job *job, uint64_t N, int K, char *buf, size_t len) {
+  snprintf(buf, len, "input=%s|split=%s|target=%s:%s|cond=%s:%s|scan=%s|ensemble=%s|members=%d|"
+           "range=%.17g,%.17g|grid=%d|block=%d|showers=%llu", job->data, job->split, job->target,
+           job->target_columns, job->cond, job->cond_columns, job->scan_column, job->ensemble, K,
+           job->e_min_gev, job->e_max_gev, job->n_grid, job->block, (unsigned long long)N);
+}
+
+static int scan_out_create(MPI_Comm comm, const cnf_scan_job *job, const char *tmp, uint64_t N,
+                           uint64_t n_blocks, int K, const char *fp, scan_out *o) {
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
-  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  o->file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   H5Pclose(fapl);
-  if (f < 0)
-    return cnf_error_set(CNF_ERR_IO, "%s: cannot create the output file", job->out);
+  if (o->file < 0)
+    return cnf_error_set(CNF_ERR_IO, "%s: cannot create the output file", tmp);
   int rc = 0, one = 1, kk = K, ng = job->n_grid;
-  hid_t g = H5Gcreate2(f, "scan", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  if (g < 0)
-    rc = cnf_error_set(CNF_ERR_IO, "%s: cannot create group /scan", job->out);
+  o->group = H5Gcreate2(o->file, "scan", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (o->group < 0)
+    return cnf_error_set(CNF_ERR_IO, "%s: cannot create group /scan", tmp);
   /* attributes are collective: every rank writes the same values */
-  if (rc == 0) rc = attr_str(f, "format", "cnflow-scan");
-  if (rc == 0) rc = attr_num(f, "format_version", H5T_NATIVE_INT, &one);
-  if (rc == 0) rc = attr_str(f, "method", "flow");
-  if (rc == 0) rc = attr_str(f, "prior", job->prior);
-  if (rc == 0) rc = attr_num(f, "e_min", H5T_NATIVE_DOUBLE, &job->e_min_gev);
-  if (rc == 0) rc = attr_num(f, "e_max", H5T_NATIVE_DOUBLE, &job->e_max_gev);
-  if (rc == 0) rc = attr_str(f, "input", job->data);
-  if (rc == 0) rc = attr_str(f, "split", job->split);
-  if (rc == 0) rc = attr_str(f, "ensemble", job->ensemble);
-  if (rc == 0) rc = attr_num(f, "members", H5T_NATIVE_INT, &kk);
-  if (rc == 0) rc = attr_num(f, "n_grid", H5T_NATIVE_INT, &ng);
-  if (rc == 0) rc = attr_str(f, "git_rev", cnf_git_rev());
-  if (rc == 0) rc = write_column(g, "e_true", H5T_NATIVE_DOUBLE, N, first, n, r->e_true);
-  if (rc == 0) rc = write_column(g, "e_pred", H5T_NATIVE_DOUBLE, N, first, n, r->e_pred);
-  if (rc == 0) rc = write_column(g, "e_lo", H5T_NATIVE_DOUBLE, N, first, n, r->e_lo);
-  if (rc == 0) rc = write_column(g, "e_hi", H5T_NATIVE_DOUBLE, N, first, n, r->e_hi);
-  if (rc == 0) rc = write_column(g, "logl_max", H5T_NATIVE_DOUBLE, N, first, n, r->logl);
-  if (rc == 0) rc = write_column(g, "flags", H5T_NATIVE_INT, N, first, n, r->flags);
-  if (rc == 0) rc = write_column(g, "n_maxima", H5T_NATIVE_INT, N, first, n, r->nmax);
-  if (g >= 0)
-    H5Gclose(g);
-  if (H5Fclose(f) < 0 && rc == 0)
-    rc = cnf_error_set(CNF_ERR_IO, "%s: closing the output file failed", job->out);
-  return rc;
+  if (rc == 0) rc = attr_str(o->file, "format", "cnflow-scan");
+  if (rc == 0) rc = attr_num(o->file, "format_version", H5T_NATIVE_INT, &one);
+  if (rc == 0) rc = attr_str(o->file, "method", "flow");
+  if (rc == 0) rc = attr_str(o->file, "prior", job->prior);
+  if (rc == 0) rc = attr_num(o->file, "e_min", H5T_NATIVE_DOUBLE, &job->e_min_gev);
+  if (rc == 0) rc = attr_num(o->file, "e_max", H5T_NATIVE_DOUBLE, &job->e_max_gev);
+  if (rc == 0) rc = attr_str(o->file, "input", job->data);
+  if (rc == 0) rc = attr_str(o->file, "split", job->split);
+  if (rc == 0) rc = attr_str(o->file, "ensemble", job->ensemble);
+  if (rc == 0) rc = attr_num(o->file, "members", H5T_NATIVE_INT, &kk);
+  if (rc == 0) rc = attr_num(o->file, "n_grid", H5T_NATIVE_INT, &ng);
+  if (rc == 0) rc = attr_str(o->file, "git_rev", cnf_git_rev());
+  if (rc == 0) rc = attr_str(o->file, "resume_fingerprint", fp);
+  if (rc < 0)
+    return rc;
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
+  H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+  hsize_t dims[1] = {N}, bdims[1] = {n_blocks};
+  hid_t sp = H5Screate_simple(1, dims, NULL), bsp = H5Screate_simple(1, bdims, NULL);
+  for (int k = 0; k < SCAN_NCOLS; k++)
+    o->dset[k] = H5Dcreate2(o->group, scan_cols[k], col_type(k), sp, H5P_DEFAULT, dcpl,
+                            H5P_DEFAULT);
+  /* block_done is filled with zeros at allocation: nothing done yet */
+  hid_t bcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_alloc_time(bcpl, H5D_ALLOC_TIME_EARLY);
+  H5Pset_fill_time(bcpl, H5D_FILL_TIME_ALLOC);
+  o->done = H5Dcreate2(o->group, "block_done", H5T_NATIVE_UCHAR, bsp, H5P_DEFAULT, bcpl,
+                       H5P_DEFAULT);
+  H5Pclose(bcpl);
+  H5Pclose(dcpl);
+  H5Sclose(sp);
+  H5Sclose(bsp);
+  for (int k = 0; k < SCAN_NCOLS; k++)
+    if (o->dset[k] < 0)
+      return cnf_error_set(CNF_ERR_IO, "%s: cannot create /scan/%s", tmp, scan_cols[k]);
+  if (o->done < 0)
+    return cnf_error_set(CNF_ERR_IO, "%s: cannot create /scan/block_done", tmp);
+  return 0;
+}
+
+/* Reopen a partial output of the same job; done (n_blocks) receives its block record. */
+static int scan_out_reopen(MPI_Comm comm, const char *tmp, uint64_t n_blocks, const char *fp,
+                           unsigned char *done, scan_out *o) {
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+  o->file = H5Fopen(tmp, H5F_ACC_RDWR, fapl);
+  H5Pclose(fapl);
+  if (o->file < 0)
+    return cnf_error_set(CNF_ERR_IO, "%s: cannot open the partial output to resume", tmp);
+  char have[8192] = "";
+  hid_t a = H5Aexists(o->file, "resume_fingerprint") > 0
+                ? H5Aopen(o->file, "resume_fingerprint", H5P_DEFAULT) : -1;
+  if (a >= 0) {
+    hid_t t = H5Aget_type(a);
+    size_t sz = H5Tget_size(t);
+    if (sz < sizeof have)
+      H5Aread(a, t, have);
+    H5Tclose(t);
+    H5Aclose(a);
+  }
+  if (strcmp(have, fp) != 0)
+    return cnf_error_set(CNF_ERR_FORMAT, "%s: the partial output was made by a different scan "
+                         "(input, ensemble, range, grid or block differ): remove it or rerun "
+                         "without -resume", tmp);
+  o->group = H5Gopen2(o->file, "scan", H5P_DEFAULT);
+  for (int k = 0; k < SCAN_NCOLS; k++)
+    o->dset[k] = o->group >= 0 ? H5Dopen2(o->group, scan_cols[k], H5P_DEFAULT) : -1;
+  o->done = o->group >= 0 ? H5Dopen2(o->group, "block_done", H5P_DEFAULT) : -1;
+  if (o->done < 0 || o->dset[SCAN_NCOLS - 1] < 0)
+    return cnf_error_set(CNF_ERR_FORMAT, "%s: the partial output lacks its datasets", tmp);
+  hid_t sp = H5Dget_space(o->done);
+  hssize_t nb = H5Sget_simple_extent_npoints(sp);
+  H5Sclose(sp);
+  if (nb != (hssize_t)n_blocks ||
+      H5Dread(o->done, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, done) < 0)
+    return cnf_error_set(CNF_ERR_FORMAT, "%s: cannot read its block record", tmp);
+  return 0;
+}
+
+/* COLLECTIVE: rows [first, first + n) of every column (n may be 0), then block b's flag. */
+static int scan_out_write(scan_out *o, uint64_t first, uint64_t n, int64_t b,
+                          const void *const cols[SCAN_NCOLS]) {
+  if (o->dxpl < 0) {
+    o->dxpl = H5Pcreate(H5P_DATASET_XFER);
+    H5Pset_dxpl_mpio(o->dxpl, H5FD_MPIO_COLLECTIVE);
+  }
+  int ok = 1;
+  for (int k = 0; k <= SCAN_NCOLS && ok; k++) {
+    hid_t d = k < SCAN_NCOLS ? o->dset[k] : o->done;
+    hsize_t off[1] = {k < SCAN_NCOLS ? first : (hsize_t)(b >= 0 ? b : 0)};
+    hsize_t cnt[1] = {k < SCAN_NCOLS ? n : (b >= 0 ? 1 : 0)};
+    hid_t fs = H5Dget_space(d), ms = H5Screate_simple(1, cnt[0] ? cnt : (hsize_t[]){1}, NULL);
+    if (cnt[0] == 0) {
+      H5Sselect_none(fs);
+      H5Sselect_none(ms);
+    } else {
+      ok = H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, cnt, NULL) >= 0;
+    }
+    const unsigned char one = 1;
+    const void *buf = k < SCAN_NCOLS ? cols[k] : (const void *)&one;
+    hid_t type = k < SCAN_NCOLS ? col_type(k) : H5T_NATIVE_UCHAR;
+    ok = ok && H5Dwrite(d, type, ms, fs, o->dxpl, buf) >= 0;
+    H5Sclose(ms);
+    H5Sclose(fs);
+  }
+  ok = ok && H5Fflush(o->file, H5F_SCOPE_LOCAL) >= 0;
+  return ok ? 0 : cnf_error_set(CNF_ERR_IO, "writing scan rows %llu..%llu failed",
+                                (unsigned long long)first, (unsigned long long)(first + n));
 }
 
 /* ---- the stage ---------------------------------------------------------------------------- */
@@ -199,7 +295,13 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
   cnf_scanner *sc = NULL;
   cnf_real *x = NULL, *c = NULL;
   cnf_scan_result *res = NULL;
-  scan_rows rows = {0};
+  struct {
+    double *e_true, *e_pred, *e_lo, *e_hi, *logl;
+    int *flags, *nmax;
+  } rows = {0};
+  scan_out o = {-1, -1, {-1, -1, -1, -1, -1, -1, -1}, -1, -1};
+  int o_started = 0;
+  unsigned char *done = NULL;
   int K = 0, D = 0, C = 0, tcols[256], ccols[64], jscan = 0;
   uint64_t first = 0, count = 0, pfirst = 0, pcount = 0;
   double gev = 1;
@@ -254,7 +356,12 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
   rc = scan_sync(comm, rc);
   if (rc < 0)
     goto out;
-  cnf_partition(count, size, rank, &pfirst, &pcount);
+  /* whole blocks per rank (contiguous), so the block record means the same on any rank count */
+  const uint64_t B = (uint64_t)job->block, n_blocks = (count + B - 1) / B;
+  uint64_t bfirst = 0, bcount = 0;
+  cnf_partition(n_blocks, size, rank, &bfirst, &bcount);
+  pfirst = bfirst * B;
+  pcount = bcount ? ((bfirst + bcount) * B < count ? (bfirst + bcount) * B : count) - pfirst : 0;
   {
     size_t nn = pcount ? pcount : 1;
     x = cnf_malloc(sizeof(cnf_real) * nn * D);
@@ -267,8 +374,9 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
     rows.logl = cnf_malloc(sizeof(double) * nn);
     rows.flags = cnf_malloc(sizeof(int) * nn);
     rows.nmax = cnf_malloc(sizeof(int) * nn);
+    done = cnf_calloc(n_blocks ? n_blocks : 1, 1);
     rc = (!x || !c || !res || !rows.e_true || !rows.e_pred || !rows.e_lo || !rows.e_hi ||
-          !rows.logl || !rows.flags || !rows.nmax) ? CNF_ERR_NOMEM : 0;
+          !rows.logl || !rows.flags || !rows.nmax || !done) ? CNF_ERR_NOMEM : 0;
   }
   rc = scan_sync(comm, rc);
   if (rc == 0)
@@ -291,52 +399,129 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
   rc = scan_sync(comm, rc);
   if (rc < 0)
     goto out;
+  char fp[8192];
+  scan_fingerprint(job, count, K, fp, sizeof fp);
+  {
+    int have_tmp = 0;
+    if (rank == 0) {
+      FILE *t = job->resume ? fopen(tmp, "rb") : NULL;
+      have_tmp = t != NULL;
+      if (t)
+        fclose(t);
+    }
+    MPI_Bcast(&have_tmp, 1, MPI_INT, 0, comm);
+    rc = have_tmp ? scan_out_reopen(comm, tmp, n_blocks, fp, done, &o)
+                  : scan_out_create(comm, job, tmp, count, n_blocks, K, fp, &o);
+    rc = scan_sync(comm, rc);
+    if (rc < 0) {
+      if (have_tmp)
+        o_started = 1; /* never delete a partial output we failed to continue */
+      goto out;
+    }
+    o_started = 1;
+    uint64_t n_done = 0;
+    for (uint64_t b = 0; b < n_blocks; b++)
+      n_done += done[b];
+    if (have_tmp)
+      cnf_log_info("scan: resuming %s: %llu of %llu blocks of %d showers already done", tmp,
+                   (unsigned long long)n_done, (unsigned long long)n_blocks, job->block);
+  }
 
   const double t0 = cnf_time_now();
   double t_last = t0;
-  for (uint64_t s0 = 0; s0 < pcount && rc == 0; s0 += (uint64_t)job->block) {
-    int m = (int)(pcount - s0 < (uint64_t)job->block ? pcount - s0 : (uint64_t)job->block);
-    rc = cnf_scanner_run(sc, m, x + s0 * D, c + s0 * C, res + s0);
+  uint64_t max_bcount = bcount, scanned = 0;
+  MPI_Allreduce(MPI_IN_PLACE, &max_bcount, 1, MPI_UINT64_T, MPI_MAX, comm);
+  for (uint64_t t = 0; t < max_bcount; t++) {
+    /* every rank takes part in every round's collective write, with or without rows */
+    const int mine = t < bcount && !done[bfirst + t];
+    const uint64_t r0 = t * B, m = t < bcount ? (pcount - r0 < B ? pcount - r0 : B) : 0;
+    if (mine) {
+      rc = cnf_scanner_run(sc, (int)m, x + r0 * D, c + r0 * C, res + r0);
+      for (uint64_t i = r0; rc == 0 && i < r0 + m; i++) {
+        rows.e_true[i] = (double)c[i * C + jscan] * gev;
+        rows.e_pred[i] = res[i].e_pred * gev;
+        rows.e_lo[i] = res[i].e_lo * gev;
+        rows.e_hi[i] = res[i].e_hi * gev;
+        rows.logl[i] = res[i].logl_max;
+        rows.flags[i] = res[i].flags;
+        rows.nmax[i] = res[i].n_maxima;
+      }
+      scanned += m;
+    }
+    rc = scan_sync(comm, rc);
+    if (rc < 0)
+      goto out;
+    const void *cols[SCAN_NCOLS] = {rows.e_true + r0, rows.e_pred + r0, rows.e_lo + r0,
+                                    rows.e_hi + r0, rows.logl + r0, rows.flags + r0,
+                                    rows.nmax + r0};
+    rc = scan_sync(comm, scan_out_write(&o, pfirst + r0, mine ? m : 0,
+                                        mine ? (int64_t)(bfirst + t) : -1, cols));
+    if (rc < 0)
+      goto out;
+    if (mine)
+      done[bfirst + t] = 1;
+    /* SIGTERM / SIGUSR1 (SLURM before the time limit): stop after this block, all together */
+    int stop = cnf_train_stop_requested() ||
+               (job->interrupt_after_blocks > 0 && (int64_t)t + 1 >= job->interrupt_after_blocks);
+    MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, comm);
+    if (stop && t + 1 < max_bcount) {
+      rc = cnf_error_set(CNF_ERR_INTERRUPTED, "scan: interrupted after %llu of %llu rounds of "
+                         "blocks; finished blocks are in %s: continue with -resume",
+                         (unsigned long long)(t + 1), (unsigned long long)max_bcount, tmp);
+      goto out;
+    }
     double now = cnf_time_now();
-    if (rank == 0 && job->progress_s > 0 && now - t_last >= job->progress_s) {
-      double done = (double)(s0 + m), rate = done / (now - t0);
-      cnf_log_info("scan: %.0f of %llu showers on rank 0, %.1f showers/s per rank, ETA %.0f s",
-                   done, (unsigned long long)pcount, rate, (pcount - done) / rate);
+    if (rank == 0 && job->progress_s > 0 && now - t_last >= job->progress_s && scanned > 0) {
+      double rate = (double)scanned / (now - t0), left = (double)(pcount - (r0 + m));
+      cnf_log_info("scan: %llu of %llu showers on rank 0, %.1f showers/s per rank, ETA %.0f s",
+                   (unsigned long long)(r0 + m), (unsigned long long)pcount, rate, left / rate);
       t_last = now;
     }
   }
-  rc = scan_sync(comm, rc);
-  if (rc < 0)
-    goto out;
-  uint64_t flagged[4] = {0, 0, 0, 0};
-  for (uint64_t i = 0; i < pcount; i++) {
-    rows.e_true[i] = (double)c[i * C + jscan] * gev;
-    rows.e_pred[i] = res[i].e_pred * gev;
-    rows.e_lo[i] = res[i].e_lo * gev;
-    rows.e_hi[i] = res[i].e_hi * gev;
-    rows.logl[i] = res[i].logl_max;
-    rows.flags[i] = res[i].flags;
-    rows.nmax[i] = res[i].n_maxima;
-    for (int b = 0; b < 4; b++)
-      flagged[b] += (res[i].flags >> b) & 1;
-  }
   const double seconds = cnf_time_now() - t0;
-  rc = scan_sync(comm, write_scan(comm, job, tmp, count, pfirst, pcount, K, &rows));
+  /* flags over the whole file (resumed blocks included): read back this rank's rows */
+  uint64_t flagged[4] = {0, 0, 0, 0};
+  {
+    hsize_t off[1] = {pfirst}, cnt[1] = {pcount};
+    hid_t fs = H5Dget_space(o.dset[5]), ms = H5Screate_simple(1, pcount ? cnt : (hsize_t[]){1},
+                                                              NULL);
+    if (pcount == 0) {
+      H5Sselect_none(fs);
+      H5Sselect_none(ms);
+    } else {
+      H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, cnt, NULL);
+    }
+    if (H5Dread(o.dset[5], H5T_NATIVE_INT, ms, fs, o.dxpl, rows.flags) < 0)
+      rc = cnf_error_set(CNF_ERR_IO, "%s: reading the flags back failed", tmp);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    for (uint64_t i = 0; rc == 0 && i < pcount; i++)
+      for (int b = 0; b < 4; b++)
+        flagged[b] += (rows.flags[i] >> b) & 1;
+  }
+  scan_out_close(&o);
+  rc = scan_sync(comm, rc);
   if (rc == 0 && rank == 0 && rename(tmp, job->out) != 0)
     rc = cnf_error_set(CNF_ERR_IO, "%s: cannot rename the finished output into place", job->out);
   rc = scan_sync(comm, rc);
   if (rc == 0) {
     MPI_Allreduce(MPI_IN_PLACE, flagged, 4, MPI_UINT64_T, MPI_SUM, comm);
-    double t = seconds;
-    MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, comm);
+    double tt = seconds;
+    uint64_t sc_all = scanned;
+    MPI_Allreduce(MPI_IN_PLACE, &tt, 1, MPI_DOUBLE, MPI_MAX, comm);
+    MPI_Allreduce(MPI_IN_PLACE, &sc_all, 1, MPI_UINT64_T, MPI_SUM, comm);
     sum->showers = count;
-    sum->seconds = t;
-    sum->showers_per_s = t > 0 ? (double)count / t : 0;
+    sum->scanned = sc_all;
+    sum->seconds = tt;
+    sum->showers_per_s = tt > 0 ? (double)sc_all / tt : 0;
     memcpy(sum->flagged, flagged, sizeof flagged);
   }
 out:
-  if (rc < 0 && rank == 0)
+  scan_out_close(&o);
+  /* a bad input leaves nothing; an interrupted or failed scan keeps its finished blocks */
+  if (rc < 0 && rank == 0 && !o_started)
     remove(tmp);
+  free(done);
   cnf_scanner_free(&sc);
   for (int k = 0; k < 64; k++)
     cnf_flow_free(&members[k]);
