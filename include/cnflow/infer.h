@@ -48,6 +48,8 @@ typedef struct cnf_scan_conf {
   int n_grid;          /* coarse log-spaced grid points (>= 3; default 200) */
   int cond_index;      /* which condition column is scanned; the others keep the given values */
   double rel_tol;      /* relative tolerance of E_pred and the interval ends (1e-7; 1e-5 in float) */
+  int refine;          /* 1: TAO refinement and the interval (default); 0: grid maximum only,
+                        * e_lo = e_hi = NaN (coarse scans, benchmarks against grid-only peers) */
 } cnf_scan_conf;
 void cnf_scan_conf_default(cnf_scan_conf *conf);
 
@@ -82,6 +84,7 @@ typedef struct cnf_scan_job {
   char prior[32];                      /* label stored in scan.h5 (e.g. uniform, loguniform) */
   double e_min_gev, e_max_gev;         /* prior range in GeV (converted to the column's unit) */
   int n_grid, block;                   /* grid points; showers per flow evaluation batch */
+  int refine;                          /* cnf_scan_conf.refine */
   int64_t max_showers;                 /* first N showers of the split (0 = all) */
   double progress_s;                   /* seconds between progress lines (0: none) */
   int resume;                          /* continue <out>.tmp, skipping its finished blocks */

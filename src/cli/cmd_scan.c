@@ -44,6 +44,8 @@ int cmd_scan(int argc, char **argv) {
                         &j.e_max_gev));
   CNF_CALL(cli_get_int("scan_grid", 200, "log-spaced grid points over the prior range",
                        &j.n_grid));
+  CNF_CALL(cli_get_bool("scan_refine", 1, "TAO refinement and 68% interval (false: the grid "
+                        "maximum only, intervals NaN)", &j.refine));
   CNF_CALL(cli_get_int("scan_block", 32, "showers per batched flow evaluation (x grid points)",
                        &j.block));
   CNF_CALL(cli_get_int64("max_showers", 0, "scan the first N showers of the split (0 = all)",

@@ -31,6 +31,7 @@ void cnf_scan_conf_default(cnf_scan_conf *conf) {
   /* a float flow's log-density carries ~1e-7 relative rounding noise, so E is only defined to
    * ~1e-5 relative by it: asking for more makes TAO and Brent iterate on noise */
   conf->rel_tol = CNF_REAL_IS_DOUBLE ? 1e-7 : 1e-5;
+  conf->refine = 1;
 }
 
 void cnf_scanner_free(cnf_scanner **ps) {
@@ -240,6 +241,14 @@ static int scan_one(cnf_scanner *s, const cnf_real *x, const cnf_real *c, const 
   }
   if (r->n_maxima > 1)
     r->flags |= CNF_SCAN_MULTI_MAXIMA;
+  if (!s->conf.refine) { /* grid only: the grid maximum, no interval */
+    r->e_pred = E[best];
+    r->logl_max = ll[best];
+    r->e_lo = r->e_hi = NAN;
+    if (best == 0 || best == G - 1)
+      r->flags |= CNF_SCAN_AT_BOUNDARY;
+    return 0;
+  }
   /* refine between the grid neighbours of the best grid point */
   point_ctx pc = {s, x, c, 0, 0};
   double lo = E[best > 0 ? best - 1 : 0], hi = E[best + 1 < G ? best + 1 : G - 1];

@@ -19,6 +19,7 @@ void cnf_scan_job_default(cnf_scan_job *job) {
   job->e_max_gev = 100.0;
   job->n_grid = 200;
   job->block = 32;
+  job->refine = 1;
   job->progress_s = 10;
 }
 
@@ -154,9 +155,10 @@ static hid_t col_type(int k) { return k >= 5 ? H5T_NATIVE_INT : H5T_NATIVE_DOUBL
 /* Everything a partial file must agree with to be continued. */
 static void scan_fingerprint(const cnf_scan_job *job, uint64_t N, int K, char *buf, size_t len) {
   snprintf(buf, len, "input=%s|split=%s|target=%s:%s|cond=%s:%s|scan=%s|ensemble=%s|members=%d|"
-           "range=%.17g,%.17g|grid=%d|block=%d|showers=%llu", job->data, job->split, job->target,
-           job->target_columns, job->cond, job->cond_columns, job->scan_column, job->ensemble, K,
-           job->e_min_gev, job->e_max_gev, job->n_grid, job->block, (unsigned long long)N);
+           "range=%.17g,%.17g|grid=%d|refine=%d|block=%d|showers=%llu", job->data, job->split,
+           job->target, job->target_columns, job->cond, job->cond_columns, job->scan_column,
+           job->ensemble, K, job->e_min_gev, job->e_max_gev, job->n_grid, job->refine, job->block,
+           (unsigned long long)N);
 }
 
 static int scan_out_create(MPI_Comm comm, const cnf_scan_job *job, const char *tmp, uint64_t N,
@@ -394,6 +396,7 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
     conf.e_max = job->e_max_gev / gev;
     conf.n_grid = job->n_grid;
     conf.cond_index = jscan;
+    conf.refine = job->refine;
     rc = cnf_scanner_create(members, K, &conf, job->block, &sc);
   }
   rc = scan_sync(comm, rc);
