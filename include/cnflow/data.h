@@ -124,6 +124,11 @@ int cnf_data_generate(const cnf_generator *gen, const void *opts, const cnf_data
 typedef struct cnf_data_file cnf_data_file; /* an open dataset file (opaque) */
 typedef struct cnf_data_dset cnf_data_dset; /* an open 2-D dataset of that file (opaque) */
 
+/* COLLECTIVE.  Share a status over comm: if any rank has rc < 0, every rank returns the code
+ * and the one-line message of the lowest failing rank (so all leave together, never one
+ * waiting in a later collective); otherwise rc.  Used by every stage that takes a comm. */
+int cnf_sync_status(MPI_Comm comm, int rc);
+
 /* COLLECTIVE.  Open `path` read-only on comm (which must outlive the handle).  Errors:
  * CNF_ERR_IO for a missing/unreadable file, a file that is not HDF5, truncated or corrupt.
  * *out is owned by the caller: release with cnf_data_close. */

@@ -38,7 +38,7 @@ int h5u_fail(int code, const char *fmt, ...) {
   return cnf_error_set(code, "%s", what);
 }
 
-int h5u_sync(MPI_Comm comm, int rc) {
+int cnf_sync_status(MPI_Comm comm, int rc) {
   int size = 1, rank = 0;
   MPI_Comm_size(comm, &size);
   if (size == 1)

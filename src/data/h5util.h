@@ -21,7 +21,7 @@ int h5u_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 
 /* Share a status across comm: returns rc when no rank failed; otherwise every rank returns the
  * code of the lowest failing rank and carries its message.  COLLECTIVE. */
-int h5u_sync(MPI_Comm comm, int rc);
+#define h5u_sync cnf_sync_status /* include/cnflow/data.h */
 
 /* File access list: MPI-IO on comm, collective metadata reads and writes, fixed format bounds
  * (v1.8 objects) so the bytes never depend on the library default.  < 0 on failure. */

@@ -23,26 +23,6 @@ void cnf_scan_job_default(cnf_scan_job *job) {
   job->progress_s = 10;
 }
 
-/* Every rank leaves with the lowest failing rank's message. */
-static int scan_sync(MPI_Comm comm, int rc) {
-  int rank = 0, size = 1;
-  MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &size);
-  int mine = rc < 0 ? rank : size, lowest = size;
-  if (MPI_Allreduce(&mine, &lowest, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS)
-    return cnf_error_set(CNF_ERR_MPI, "scan: MPI_Allreduce of the status failed");
-  if (lowest == size)
-    return rc;
-  struct {
-    int code;
-    char msg[1000];
-  } m = {rc, ""};
-  if (rank == lowest)
-    snprintf(m.msg, sizeof m.msg, "%s", cnf_error_message());
-  MPI_Bcast(&m, (int)sizeof m, MPI_BYTE, lowest, comm);
-  return cnf_error_set(m.code, "%s", m.msg);
-}
-
 /* "a,b" -> column indices of d ("" = all columns) */
 static int columns(const cnf_data_dset *d, const char *list, int max, int *cols, int *n) {
   *n = 0;
@@ -313,7 +293,7 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
   int rc = cnf_data_open(job->data, comm, &file);
   if (rc == 0) rc = cnf_data_dset_open(file, job->target, 0, &dt);
   if (rc == 0) rc = cnf_data_dset_open(file, job->cond, 0, &dc);
-  rc = scan_sync(comm, rc);
+  rc = cnf_sync_status(comm, rc);
   if (rc < 0)
     goto out;
   rc = columns(dt, job->target_columns, 256, tcols, &D);
@@ -355,7 +335,7 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
     rc = cnf_error_set(CNF_ERR_FORMAT, "%s: the model has %d targets / %d conditions, the data "
                        "(%s, %s) %d / %d", job->ensemble, cnf_flow_dim(members[0]),
                        cnf_flow_cond_dim(members[0]), job->target, job->cond, D, C);
-  rc = scan_sync(comm, rc);
+  rc = cnf_sync_status(comm, rc);
   if (rc < 0)
     goto out;
   /* whole blocks per rank (contiguous), so the block record means the same on any rank count */
@@ -380,7 +360,7 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
     rc = (!x || !c || !res || !rows.e_true || !rows.e_pred || !rows.e_lo || !rows.e_hi ||
           !rows.logl || !rows.flags || !rows.nmax || !done) ? CNF_ERR_NOMEM : 0;
   }
-  rc = scan_sync(comm, rc);
+  rc = cnf_sync_status(comm, rc);
   if (rc == 0)
     rc = cnf_data_read(dt, first + pfirst, pcount, D, tcols, CNF_DTYPE_REAL, x);
   if (rc == 0)
@@ -399,7 +379,7 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
     conf.refine = job->refine;
     rc = cnf_scanner_create(members, K, &conf, job->block, &sc);
   }
-  rc = scan_sync(comm, rc);
+  rc = cnf_sync_status(comm, rc);
   if (rc < 0)
     goto out;
   char fp[8192];
@@ -415,7 +395,7 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
     MPI_Bcast(&have_tmp, 1, MPI_INT, 0, comm);
     rc = have_tmp ? scan_out_reopen(comm, tmp, n_blocks, fp, done, &o)
                   : scan_out_create(comm, job, tmp, count, n_blocks, K, fp, &o);
-    rc = scan_sync(comm, rc);
+    rc = cnf_sync_status(comm, rc);
     if (rc < 0) {
       if (have_tmp)
         o_started = 1; /* never delete a partial output we failed to continue */
@@ -451,13 +431,13 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
       }
       scanned += m;
     }
-    rc = scan_sync(comm, rc);
+    rc = cnf_sync_status(comm, rc);
     if (rc < 0)
       goto out;
     const void *cols[SCAN_NCOLS] = {rows.e_true + r0, rows.e_pred + r0, rows.e_lo + r0,
                                     rows.e_hi + r0, rows.logl + r0, rows.flags + r0,
                                     rows.nmax + r0};
-    rc = scan_sync(comm, scan_out_write(&o, pfirst + r0, mine ? m : 0,
+    rc = cnf_sync_status(comm, scan_out_write(&o, pfirst + r0, mine ? m : 0,
                                         mine ? (int64_t)(bfirst + t) : -1, cols));
     if (rc < 0)
       goto out;
@@ -503,10 +483,10 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
         flagged[b] += (rows.flags[i] >> b) & 1;
   }
   scan_out_close(&o);
-  rc = scan_sync(comm, rc);
+  rc = cnf_sync_status(comm, rc);
   if (rc == 0 && rank == 0 && rename(tmp, job->out) != 0)
     rc = cnf_error_set(CNF_ERR_IO, "%s: cannot rename the finished output into place", job->out);
-  rc = scan_sync(comm, rc);
+  rc = cnf_sync_status(comm, rc);
   if (rc == 0) {
     MPI_Allreduce(MPI_IN_PLACE, flagged, 4, MPI_UINT64_T, MPI_SUM, comm);
     double tt = seconds;

@@ -10,25 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int train_sync(MPI_Comm comm, int rc) {
-  int rank = 0, size = 1;
-  MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &size);
-  int mine = rc < 0 ? rank : size, lowest = size;
-  if (MPI_Allreduce(&mine, &lowest, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS)
-    return cnf_error_set(CNF_ERR_MPI, "train: MPI_Allreduce of the status failed");
-  if (lowest == size)
-    return rc;
-  struct {
-    int code;
-    char msg[1000];
-  } m = {rc, ""};
-  if (rank == lowest)
-    snprintf(m.msg, sizeof m.msg, "%s", cnf_error_message());
-  if (MPI_Bcast(&m, (int)sizeof m, MPI_BYTE, lowest, comm) != MPI_SUCCESS)
-    return cnf_error_set(CNF_ERR_MPI, "train: MPI_Bcast of an error message failed");
-  return cnf_error_set(m.code, "%s", m.msg);
-}
+int train_sync(MPI_Comm comm, int rc) { return cnf_sync_status(comm, rc); }
 
 void train_shard_free(train_shard *s) {
   free(s->x);
