@@ -160,6 +160,11 @@ const char *cnf_data_dset_column(const cnf_data_dset *d, int j);
 const char *cnf_data_dset_unit(const cnf_data_dset *d, int j);
 /* Index of the column named `name`, or CNF_ERR_FORMAT (message names the dataset). */
 int cnf_data_dset_find_column(const cnf_data_dset *d, const char *name);
+/* Column indices of a comma-separated list of names ("" = every column, in order) into
+ * cols[0..max); *n receives the count.  CNF_ERR_ARG when more than max, CNF_ERR_FORMAT for an
+ * unknown name. */
+int cnf_data_dset_resolve_columns(const cnf_data_dset *d, const char *list, int max, int *cols,
+                                  int *n);
 
 /* The calling rank's shard of a split of d: the split's rows (see cnf_data_split; for a file
  * without split record only "all"/NULL works) partitioned over the ranks with cnf_partition. */

@@ -337,6 +337,34 @@ int cnf_data_dset_find_column(const cnf_data_dset *d, const char *name) {
                        name);
 }
 
+int cnf_data_dset_resolve_columns(const cnf_data_dset *d, const char *list, int max, int *cols,
+                                  int *n) {
+  if (!list[0]) {
+    *n = cnf_data_dset_cols(d);
+    if (*n > max)
+      return cnf_error_set(CNF_ERR_ARG, "dataset has %d columns, at most %d supported", *n, max);
+    for (int j = 0; j < *n; j++)
+      cols[j] = j;
+    return 0;
+  }
+  char buf[2048];
+  snprintf(buf, sizeof buf, "%s", list);
+  *n = 0;
+  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    while (*tok == ' ')
+      tok++;
+    if (*n >= max)
+      return cnf_error_set(CNF_ERR_ARG, "more than %d columns in '%s'", max, list);
+    int j = cnf_data_dset_find_column(d, tok);
+    if (j < 0)
+      return j;
+    cols[(*n)++] = j;
+  }
+  if (*n == 0)
+    return cnf_error_set(CNF_ERR_ARG, "empty column list '%s'", list);
+  return 0;
+}
+
 int cnf_data_shard(const cnf_data_dset *d, const char *split, uint64_t *first, uint64_t *count) {
   uint64_t sfirst = 0, scount = d->rows, pfirst, pcount;
   if (split && strcmp(split, "all") != 0) {

@@ -23,30 +23,6 @@ void cnf_scan_job_default(cnf_scan_job *job) {
   job->progress_s = 10;
 }
 
-/* "a,b" -> column indices of d ("" = all columns) */
-static int columns(const cnf_data_dset *d, const char *list, int max, int *cols, int *n) {
-  *n = 0;
-  if (!list[0]) {
-    *n = cnf_data_dset_cols(d);
-    if (*n > max)
-      return cnf_error_set(CNF_ERR_ARG, "dataset has %d columns, at most %d supported", *n, max);
-    for (int j = 0; j < *n; j++)
-      cols[j] = j;
-    return 0;
-  }
-  char buf[1024];
-  snprintf(buf, sizeof buf, "%s", list);
-  for (char *sv = NULL, *t = strtok_r(buf, ",", &sv); t; t = strtok_r(NULL, ",", &sv)) {
-    if (*n >= max)
-      return cnf_error_set(CNF_ERR_ARG, "more than %d columns in '%s'", max, list);
-    int j = cnf_data_dset_find_column(d, t);
-    if (j < 0)
-      return j;
-    cols[(*n)++] = j;
-  }
-  return 0;
-}
-
 /* GeV per unit of the scanned column ("" = MeV, the CaloChallenge convention) */
 static int gev_per_unit(const char *unit, const char *what, double *out) {
   if (strcmp(unit, "GeV") == 0)
@@ -296,9 +272,9 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
   rc = cnf_sync_status(comm, rc);
   if (rc < 0)
     goto out;
-  rc = columns(dt, job->target_columns, 256, tcols, &D);
+  rc = cnf_data_dset_resolve_columns(dt, job->target_columns, 256, tcols, &D);
   if (rc == 0)
-    rc = columns(dc, job->cond_columns, 64, ccols, &C);
+    rc = cnf_data_dset_resolve_columns(dc, job->cond_columns, 64, ccols, &C);
   if (rc == 0) {
     jscan = -1;
     for (int j = 0; j < C; j++)

@@ -13,18 +13,6 @@ static int bias_cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* Mean and population (ddof 0) standard deviation, two-pass, in index order. */
-static void bias_mean_std(const double *v, size_t n, double *mean, double *sd) {
-  double m = 0.0, ss = 0.0;
-  for (size_t i = 0; i < n; i++)
-    m += v[i];
-  m /= (double)n;
-  for (size_t i = 0; i < n; i++)
-    ss += (v[i] - m) * (v[i] - m);
-  *mean = m;
-  *sd = sqrt(ss / (double)n);
-}
-
 /* numpy.median of an ascending sample (mean of the two middle values for even n). */
 static double bias_median_sorted(const double *xs, size_t n) {
   return n % 2 ? xs[n / 2] : 0.5 * (xs[n / 2 - 1] + xs[n / 2]);
@@ -83,7 +71,7 @@ static int bias_intervals(const cnf_bias_columns *c, cnf_bias_row *row) {
   }
   row->n_intervals = (int64_t)n_res;
   if (n_res > 0)
-    bias_mean_std(res, n_res, &row->res_shower_mean, &row->res_shower_std);
+    cnf_mean_std_ddof0(res, n_res, &row->res_shower_mean, &row->res_shower_std);
   if (n_asym > 0) {
     qsort(asym, n_asym, sizeof *asym, bias_cmp_double);
     row->asym_median = bias_median_sorted(asym, n_asym);
@@ -160,8 +148,8 @@ int cnf_bias_boot_one(const double *r, const double *rs, size_t n, size_t n_grid
 }
 
 void cnf_bias_boot_finish(const double *modes, const double *res, int n_boot, cnf_bias_row *row) {
-  bias_mean_std(modes, (size_t)n_boot, &row->mode, &row->mode_err);
-  bias_mean_std(res, (size_t)n_boot, &row->res_full, &row->res_full_err);
+  cnf_mean_std_ddof0(modes, (size_t)n_boot, &row->mode, &row->mode_err);
+  cnf_mean_std_ddof0(res, (size_t)n_boot, &row->res_full, &row->res_full_err);
 }
 
 int cnf_bias_compute(const cnf_bias_columns *c, const cnf_bias_conf *conf, uint64_t file_index,

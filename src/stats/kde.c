@@ -171,8 +171,7 @@ void cnf_kde_mode_config_default(cnf_kde_mode_config *cfg) {
   cfg->seed = 1;
 }
 
-/* Mean and population (ddof 0, numpy's default) standard deviation, two-pass. */
-static void kde_mean_std(const double *v, size_t n, double *mean, double *sd) {
+void cnf_mean_std_ddof0(const double *v, size_t n, double *mean, double *sd) {
   double m = 0.0, ss = 0.0;
   for (size_t i = 0; i < n; i++)
     m += v[i];
@@ -231,8 +230,8 @@ int cnf_kde_bootstrap_mode(const double *r, size_t n, const cnf_kde_mode_config 
     rv[b] = 0.5 * (cnf_percentile_type8(rs, n, phi) - cnf_percentile_type8(rs, n, plo));
     out->bandwidth_mean += h / (double)nb;
   }
-  kde_mean_std(mv, nb, &out->mode_mean, &out->mode_std);
-  kde_mean_std(rv, nb, &out->res_mean, &out->res_std);
+  cnf_mean_std_ddof0(mv, nb, &out->mode_mean, &out->mode_std);
+  cnf_mean_std_ddof0(rv, nb, &out->res_mean, &out->res_std);
   if (modes)
     memcpy(modes, mv, nb * sizeof *mv);
   if (res)

@@ -37,6 +37,9 @@ double cnf_kde_density_sorted(const double *xs, size_t n, double h, double g);
 int cnf_kde_mode_grid(const double *xs, size_t n, double h, double lo, double hi, size_t n_grid,
                       double *mode, size_t *index);
 
+/* Mean and population (ddof 0, numpy's default) standard deviation, two-pass in index order. */
+void cnf_mean_std_ddof0(const double *v, size_t n, double *mean, double *sd);
+
 /* numpy.percentile(xs, pct, method='median_unbiased') (Hyndman-Fan type 8) of an ascending
  * sample; pct in [0, 100]. */
 double cnf_percentile_type8(const double *xs, size_t n, double pct);

@@ -18,35 +18,6 @@ void train_shard_free(train_shard *s) {
   memset(s, 0, sizeof *s);
 }
 
-/* Split "a,b,c" into column indices of d ("" = every column). */
-static int resolve_columns(const cnf_data_dset *d, const char *list, int max, int *cols,
-                           int *n) {
-  if (!list[0]) {
-    *n = cnf_data_dset_cols(d);
-    if (*n > max)
-      return cnf_error_set(CNF_ERR_ARG, "dataset has %d columns, at most %d supported", *n, max);
-    for (int j = 0; j < *n; j++)
-      cols[j] = j;
-    return 0;
-  }
-  char buf[2048];
-  snprintf(buf, sizeof buf, "%s", list);
-  *n = 0;
-  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    while (*tok == ' ')
-      tok++;
-    if (*n >= max)
-      return cnf_error_set(CNF_ERR_ARG, "more than %d columns in '%s'", max, list);
-    int j = cnf_data_dset_find_column(d, tok);
-    if (j < 0)
-      return j;
-    cols[(*n)++] = j;
-  }
-  if (*n == 0)
-    return cnf_error_set(CNF_ERR_ARG, "empty column list '%s'", list);
-  return 0;
-}
-
 /* First non-finite value of a (n, k) block -> error naming the file row and column. */
 static int check_rows(const char *file, const char *dset, const cnf_data_dset *d, const int *cols,
                       int n, int k, const cnf_real *a, uint64_t first_row) {
@@ -130,9 +101,10 @@ int train_shard_load(MPI_Comm comm, const cnf_study_conf *conf, const char *file
   if (rc == 0)
     rc = cnf_data_dset_open(o.file, conf->cond, 0, &o.cond);
   if (rc == 0)
-    rc = resolve_columns(o.target, conf->target_columns, CNF_TRAIN_MAX_COLS, tcols, &s->D);
+    rc = cnf_data_dset_resolve_columns(o.target, conf->target_columns, CNF_TRAIN_MAX_COLS, tcols,
+                                       &s->D);
   if (rc == 0)
-    rc = resolve_columns(o.cond, conf->cond_columns, 64, ccols, &s->C);
+    rc = cnf_data_dset_resolve_columns(o.cond, conf->cond_columns, 64, ccols, &s->C);
   uint64_t first = 0, count = 0;
   if (rc == 0)
     rc = split_range(&o, file, split, max_events, &first, &count);

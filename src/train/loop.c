@@ -21,7 +21,6 @@
 #include <string.h>
 
 #define SUB_SHUFFLE 2u
-#define CNF_TRAIN_MAX_RANKS_BALANCED 4096
 #define SUB_VAL_NOISE 15u
 #define SUB_NOISE0 16u
 
@@ -67,6 +66,7 @@ typedef struct loop_work {
   uint64_t *bounds;      /* (size + 1) global index ranges of the ranks' shards */
   int *owner;            /* (B) rank holding each event of the global batch */
   int *counts;           /* (4 size) send / receive counts and displacements, in values */
+  int *quota, *held, *seen; /* (size) events per rank and step; per-step tallies */
   cnf_real *sendbuf, *recvbuf; /* (B, D + C) rows that change rank */
   cnf_real *best;        /* (n_params) */
   cnf_real *xv;          /* (n_val, D) validation targets with their fixed noise (or NULL) */
@@ -77,6 +77,9 @@ static void loop_work_free(loop_work *w) {
   free(w->bounds);
   free(w->owner);
   free(w->counts);
+  free(w->quota);
+  free(w->held);
+  free(w->seen);
   free(w->sendbuf);
   free(w->recvbuf);
   free(w->xb);
@@ -113,7 +116,12 @@ static int gather_batch(const train_shard *tr, const train_prep *p, uint64_t see
   int *send_n = w->counts, *send_off = w->counts + P, *recv_n = w->counts + 2 * P,
       *recv_off = w->counts + 3 * P;
   /* owner of each batch position, and how many each rank holds */
-  int held[CNF_TRAIN_MAX_RANKS_BALANCED] = {0};
+  int *held = w->held, *seen = w->seen;
+  const int *quota = w->quota;
+  for (int r = 0; r < P; r++) {
+    held[r] = seen[r] = 0;
+    send_n[r] = recv_n[r] = 0;
+  }
   for (int j = 0; j < B; j++) {
     uint64_t g = cnf_perm_at(perm, (uint64_t)(b0 + j));
     int r = 0;
@@ -123,15 +131,8 @@ static int gather_batch(const train_shard *tr, const train_prep *p, uint64_t see
     held[r]++;
     w->gb[j] = g; /* scratch: global index per position */
   }
-  int quota[CNF_TRAIN_MAX_RANKS_BALANCED];
-  for (int r = 0; r < P; r++) {
-    uint64_t f0, cnt;
-    cnf_partition((uint64_t)B, P, r, &f0, &cnt);
-    quota[r] = (int)cnt;
-    send_n[r] = recv_n[r] = 0;
-  }
   /* walk the surplus positions in batch order, handing them to deficit ranks in rank order */
-  int taker = 0, taken = 0, seen[CNF_TRAIN_MAX_RANKS_BALANCED] = {0};
+  int taker = 0, taken = 0;
   int m = 0, ns = 0;
   const uint64_t lo = tr->global_first;
   for (int j = 0; j < B; j++) {
@@ -494,17 +495,23 @@ int train_member_run(MPI_Comm comm, const cnf_study_conf *conf, const train_prep
   w.bounds = cnf_malloc(sizeof(uint64_t) * (size_t)(size + 1));
   w.owner = cnf_malloc(sizeof(int) * (size_t)B);
   w.counts = cnf_malloc(sizeof(int) * 4 * (size_t)size);
+  w.quota = cnf_malloc(sizeof(int) * (size_t)size);
+  w.held = cnf_malloc(sizeof(int) * (size_t)size);
+  w.seen = cnf_malloc(sizeof(int) * (size_t)size);
   w.sendbuf = cnf_malloc(sizeof(cnf_real) * (size_t)B * (D + C));
   w.recvbuf = cnf_malloc(sizeof(cnf_real) * (size_t)B * (D + C));
   w.hist = cnf_calloc((size_t)E * TRAIN_HIST_COLS, sizeof(double));
   if (prep->noise > 0)
     w.xv = cnf_malloc(sizeof(cnf_real) * (size_t)(va->n ? va->n : 1) * D);
-  if (!w.bounds || !w.owner || !w.counts || !w.sendbuf || !w.recvbuf || !w.xb || !w.cb || !w.w || !w.gb || !w.best || !w.hist ||
+  if (!w.bounds || !w.owner || !w.counts || !w.quota || !w.held || !w.seen || !w.sendbuf ||
+      !w.recvbuf || !w.xb || !w.cb || !w.w || !w.gb || !w.best || !w.hist ||
       (prep->noise > 0 && !w.xv))
     rc = CNF_ERR_NOMEM;
-  if (rc == 0 && size > CNF_TRAIN_MAX_RANKS_BALANCED)
-    rc = cnf_error_set(CNF_ERR_ARG, "train: %d ranks in one member's group (at most %d)", size,
-                       CNF_TRAIN_MAX_RANKS_BALANCED);
+  for (int r = 0; rc == 0 && r < size; r++) { /* each rank's share of every global batch */
+    uint64_t f0, cnt;
+    cnf_partition((uint64_t)B, size, r, &f0, &cnt);
+    w.quota[r] = (int)cnt;
+  }
   CNF_CALL_GOTO(rc, out, train_sync(comm, rc));
   /* the shard bounds of every rank: the batch-balancing plan needs them */
   if (MPI_Allgather(&tr->global_first, 1, MPI_UINT64_T, w.bounds, 1, MPI_UINT64_T, comm) !=
