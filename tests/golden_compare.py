@@ -53,11 +53,15 @@ def check_peer_config(model, key):
     return bad
 
 
-def compare(name, ours, ref, rtol, atol_frac):
+def compare(name, ours, ref, rtol, atol_frac, extra=None):
+    """Element-wise check; `extra` (optional, per element) widens the allowance where the problem
+    itself is ill-conditioned (see inverse_sensitivity)."""
     ours, ref = np.asarray(ours, np.float64).ravel(), np.asarray(ref, np.float64).ravel()
     scale = max(np.abs(ref).max(initial=0.0), 1e-300)
     diff = np.abs(ours - ref)
     allowed = rtol * np.abs(ref) + atol_frac * scale
+    if extra is not None:
+        allowed = allowed + np.asarray(extra, np.float64).ravel()
     worst = int(np.argmax(diff - allowed)) if diff.size else 0
     ok = bool(np.all(diff <= allowed)) and np.all(np.isfinite(ours)) and np.all(np.isfinite(ref))
     big = np.abs(ref) > 1e-6 * scale  # relative errors of values that are not ~0
@@ -72,6 +76,25 @@ def compare(name, ours, ref, rtol, atol_frac):
         line += (f"  FAIL: {n_bad} values outside rtol={rtol:g}, atol={atol_frac:g}*max|ref|; worst "
                  f"index {worst}: cnflow {ours[worst]:.9g} vs peer {ref[worst]:.9g}")
     return ok, line
+
+
+# Inverting a deep MAF is ill-conditioned at some elements (a random ParaFlow image chain
+# amplifies a 2^-24 relative change of z by ~500x at a few pixels, 1e-7 elsewhere).  A float32
+# inversion rounds at every one of its D sequential passes per block, so its forward error is
+# bounded by the problem's conditioning, not by a fixed rtol: the float32 allowance gains
+# INVERSE_ROUNDING_STEPS times the float64 peer's sensitivity to float32 rounding of z.  A wrong
+# inverse still fails: its errors are O(1) where the sensitivity is ~1e-7.
+INVERSE_ROUNDING_STEPS = 1000.0
+
+
+def inverse_sensitivity(model, z, c, x_ref, trials=4):
+    rng = np.random.default_rng(20261206)
+    s = np.zeros(x_ref.size)
+    for _ in range(trials):
+        zp = z * (1.0 + rng.uniform(-1.0, 1.0, z.shape) * 2.0 ** -24)
+        xp, _ = model.inverse(torch.as_tensor(zp, dtype=torch.float64), c)
+        s = np.maximum(s, np.abs(xp.numpy().ravel() - x_ref.ravel()))
+    return s
 
 
 def run_model(d, key):
@@ -103,15 +126,19 @@ def run_model(d, key):
     grad_ref = model.grads_to_cnflow()
     x_ref, ld_ref = model.inverse(torch.as_tensor(z, dtype=torch.float64),
                                   torch.as_tensor(c, dtype=torch.float64))
+    inv_extra = None
+    if real == "float32":
+        inv_extra = INVERSE_ROUNDING_STEPS * inverse_sensitivity(
+            model, z, torch.as_tensor(c, dtype=torch.float64), x_ref.numpy())
     checks = [("logp", logp_c, logp.detach().numpy(), tol["logp"]),
               ("logp_train", logp_train, logp.detach().numpy(), tol["logp"]),
               ("loss", [loss_c], [loss.item()], tol["logp"]),
               ("grad_params", grad_p, grad_ref, tol["grad"]),
               ("grad_c", grad_c, ct.grad.numpy(), tol["grad"]),
-              ("x_inv", x_inv, x_ref.numpy(), tol["inverse"]),
+              ("x_inv", x_inv, x_ref.numpy(), tol["inverse"], inv_extra),
               ("logdet_inv", logdet_inv, ld_ref.numpy(), tol["inverse"])]
-    for name, ours, ref, (rt, at) in checks:
-        good, line = compare(name, ours, ref, rt, at)
+    for name, ours, ref, (rt, at), *extra in checks:
+        good, line = compare(name, ours, ref, rt, at, extra[0] if extra else None)
         ok &= good
         msgs.append(line)
     # the round trip of the parameters themselves (loader mapping is a bijection)
