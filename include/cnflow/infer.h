@@ -74,6 +74,12 @@ int cnf_scanner_logl(cnf_scanner *s, const cnf_real *x, const cnf_real *c, doubl
                      double *dlogl);
 
 /* ---- the `cnflow scan` stage over a dataset file (src/infer/scan_file.c) -------------------- */
+/* Load the members of an ensemble: path is a manifest (DIR/ensemble.txt of `cnflow train`) or
+ * one model file.  f[0..max) receives them (caller frees each with cnf_flow_free, also on
+ * failure: *K says how many were loaded); prov0 (may be NULL) member 0's provenance. */
+int cnf_infer_load_ensemble(const char *path, cnf_flow **f, int max, int *K,
+                            cnf_model_provenance *prov0);
+
 typedef struct cnf_scan_job {
   char data[1024], split[16];          /* input dataset file and split (train|val|test|all) */
   char target[256], target_columns[1024];
@@ -101,3 +107,70 @@ typedef struct cnf_scan_summary {
 /* Collective over comm: every rank scans a contiguous block of the showers and writes its rows
  * of job->out (temporary name, renamed when complete). */
 int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum);
+
+/* ---- joint fit of conditions shared by a set of showers (src/infer/fit.c) ------------------- */
+/* ParaFlow's stated future work: infer the upstream material (thickness d, distance b) from the
+ * showers themselves.  For showers x_i with their own conditions c_i (e.g. the photon energy),
+ * the P fitted conditions theta replace columns cond_index[0..P) in every shower:
+ *   log L(theta) = sum_i log( (1/K) sum_k p_k(x_i | c_i[cond_index] = theta) )
+ *   1. a grid of n_grid^P points over the whole box [lo, hi] (never a window from the truth);
+ *   2. TAO (BLMVM) between the grid neighbours of the best grid point, exact gradient
+ *      sum_i sum_k w_ik d log p_ik / d theta (w = the members' softmax weights per shower);
+ *   3. the covariance as the inverse Hessian of -log L (central differences of the exact
+ *      gradient); sigma = sqrt(diag) is the -2 delta log L = 1 width in the Gaussian limit.
+ * The showers are spread over the ranks of comm (any split, empty ranks included): COLLECTIVE,
+ * every evaluation is one MPI_Allreduce and every rank returns the same result. */
+#define CNF_FIT_MAX_PAR 4
+enum {
+  CNF_FIT_AT_BOUNDARY = 1, /* the maximum is on the edge of the box in some parameter */
+  CNF_FIT_NOT_CONVEX = 2,  /* the Hessian at the maximum is not positive definite (no cov) */
+};
+typedef struct cnf_fit_conf {
+  int n_par;                      /* P fitted conditions (1..CNF_FIT_MAX_PAR) */
+  int cond_index[CNF_FIT_MAX_PAR];
+  double lo[CNF_FIT_MAX_PAR], hi[CNF_FIT_MAX_PAR]; /* the box, raw condition units */
+  int n_grid;                     /* grid points per axis (>= 3; default 21) */
+  int refine;                     /* TAO refinement (default 1); 0: the grid maximum */
+  int block;                      /* showers per flow evaluation (default 256) */
+} cnf_fit_conf;
+void cnf_fit_conf_default(cnf_fit_conf *conf);
+
+typedef struct cnf_fit_result {
+  double best[CNF_FIT_MAX_PAR], sigma[CNF_FIT_MAX_PAR];
+  double cov[CNF_FIT_MAX_PAR * CNF_FIT_MAX_PAR], hessian[CNF_FIT_MAX_PAR * CNF_FIT_MAX_PAR];
+  double logl_max;
+  long long n_showers;            /* over all ranks */
+  long n_evals;                   /* log L evaluations (grid + TAO + Hessian) */
+  int flags, tao_reason;
+} cnf_fit_result;
+
+/* x (n, D), c (n, C) this rank's showers (raw units).  grid_logl (n_grid^P, last axis fastest;
+ * may be NULL) receives log L on the grid.  COLLECTIVE over comm. */
+int cnf_fit_joint(cnf_flow *const *members, int K, const cnf_fit_conf *conf, MPI_Comm comm,
+                  int n, const cnf_real *x, const cnf_real *c, double *grid_logl,
+                  cnf_fit_result *res);
+
+/* The `cnflow fit` stage: the showers of a dataset split (sharded collective reads) fitted
+ * jointly; fit.h5 written by rank 0 (temporary name, renamed):
+ *   /           attrs format = "cnflow-fit", format_version = 1, input, split, ensemble,
+ *                     members, showers, columns (the fitted names, comma-separated), git_rev
+ *   /fit/best, sigma, lo, hi, truth_mean, truth_std (P) float64   (truth_*: the fitted columns'
+ *                     values in the file, NaN-free mean and standard deviation)
+ *   /fit/cov, hessian (P, P) float64;  /fit/logl_max, flags, n_evals (scalars as (1))
+ *   /fit/axis_<p> (n_grid) float64;  /fit/grid_logl (n_grid, ..., n_grid) float64 */
+typedef struct cnf_fit_job {
+  char data[1024], split[16];
+  char target[256], target_columns[1024];
+  char cond[256], cond_columns[512];
+  char fit_columns[256];               /* comma-separated names of the fitted condition columns */
+  double lo[CNF_FIT_MAX_PAR], hi[CNF_FIT_MAX_PAR];
+  int n_lo, n_hi;                      /* how many lo / hi values were given */
+  char ensemble[1024], out[1024];
+  int n_grid, refine, block;
+  int64_t max_showers;                 /* first N showers of the split (0 = all) */
+  double noise;                        /* U[0, noise) added to every target value (< 0: the
+                                        * model's training noise, from its provenance) */
+  uint64_t seed;                       /* noise stream: (seed, shower index) */
+} cnf_fit_job;
+void cnf_fit_job_default(cnf_fit_job *job);
+int cnf_fit_file(const cnf_fit_job *job, MPI_Comm comm, cnf_fit_result *res);

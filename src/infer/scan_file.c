@@ -37,19 +37,23 @@ static int gev_per_unit(const char *unit, const char *what, double *out) {
   return 0;
 }
 
-static int load_members(const char *path, cnf_flow **f, int *K) {
+int cnf_infer_load_ensemble(const char *path, cnf_flow **f, int max, int *K,
+                            cnf_model_provenance *prov0) {
   *K = 0;
   size_t n = strlen(path);
   if (n > 4 && strcmp(path + n - 4, ".txt") == 0) {
     cnf_ensemble e;
     CNF_CALL(cnf_ensemble_read(path, &e));
+    if (e.members > max)
+      return cnf_error_set(CNF_ERR_ARG, "%s: %d members, at most %d are supported", path,
+                           e.members, max);
     for (int k = 0; k < e.members; k++) {
-      CNF_CALL(cnf_flow_load(e.path[k], &f[k], NULL));
+      CNF_CALL(cnf_flow_load(e.path[k], &f[k], k == 0 ? prov0 : NULL));
       *K = k + 1;
     }
     return 0;
   }
-  CNF_CALL(cnf_flow_load(path, &f[0], NULL));
+  CNF_CALL(cnf_flow_load(path, &f[0], prov0));
   *K = 1;
   return 0;
 }
@@ -306,7 +310,7 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
     rc = cnf_error_set(CNF_ERR_FORMAT, "%s: split '%s' has no showers", job->data, job->split);
   /* every rank loads every member (serial HDF5 reads of small files) */
   if (rc == 0)
-    rc = load_members(job->ensemble, members, &K);
+    rc = cnf_infer_load_ensemble(job->ensemble, members, 64, &K, NULL);
   if (rc == 0 && (cnf_flow_dim(members[0]) != D || cnf_flow_cond_dim(members[0]) != C))
     rc = cnf_error_set(CNF_ERR_FORMAT, "%s: the model has %d targets / %d conditions, the data "
                        "(%s, %s) %d / %d", job->ensemble, cnf_flow_dim(members[0]),
