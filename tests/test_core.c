@@ -150,9 +150,39 @@ static void test_error_messages(void **state) {
   assert_true(cnf_parse_int_list("-2147483648,2147483647", list, 4) == 2);
 }
 
+/* Known answers of Philox4x32-10 from Random123's kat_vectors file (Salmon et al., SC'11),
+ * through cnf_rng's own mapping: key = seed (low word first), counter = (draw block, sub,
+ * stream low, stream high).  Catches a wrong round count, key/counter order or word order. */
+static void test_rng_philox_known_answers(void **state) {
+  (void)state;
+  static const struct {
+    uint32_t ctr[4], key[2], out[4];
+  } kat[3] = {
+      {{0, 0, 0, 0}, {0, 0}, {0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u}},
+      {{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}, {0xffffffffu, 0xffffffffu},
+       {0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu}},
+      {{0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}, {0xa4093822u, 0x299f31d0u},
+       {0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u}},
+  };
+  for (int t = 0; t < 3; t++) {
+    cnf_rng r;
+    const uint64_t seed = (uint64_t)kat[t].key[1] << 32 | kat[t].key[0];
+    const uint64_t stream = (uint64_t)kat[t].ctr[3] << 32 | kat[t].ctr[2];
+    cnf_rng_init(&r, seed, stream, kat[t].ctr[1]);
+    r.ctr[0] = kat[t].ctr[0]; /* the draw-block counter: start at the vector's value */
+    for (int i = 0; i < 4; i++)
+      assert_int_equal(cnf_rng_u32(&r), kat[t].out[i]);
+  }
+  /* stream 0 of seed 0 starts with the first vector: the counter starts at 0 */
+  cnf_rng r;
+  cnf_rng_init(&r, 0, 0, 0);
+  assert_int_equal(cnf_rng_u32(&r), 0x6627e8d5u);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rng_reproducible_and_stream_distinct),
+      cmocka_unit_test(test_rng_philox_known_answers),
       cmocka_unit_test(test_rng_uniform_normal_moments),
       cmocka_unit_test(test_rng_gsl_adaptor_gamma),
       cmocka_unit_test(test_partition_covers_exactly_once),
