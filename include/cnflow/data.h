@@ -1,6 +1,6 @@
 /* cnflow data: dataset files in parallel HDF5.  The generic writer behind `cnflow generate`
- * (drives any cnf_generator from sim.h) and the sharded readers used by training, sampling and
- * scans.
+ * (drives any cnf_generator: the interface is declared here and sim implements it, so the
+ * arrow runs sim -> data only) and the sharded readers used by training, sampling and scans.
  *
  * ---- File layout written by cnf_data_generate ----------------------------------------------
  *   /<schema path>     2-D dataset (N, ncols), storage dtype from the schema (f32, f64, i32),
@@ -37,9 +37,71 @@
 #pragma once
 
 #include "cnflow/core.h"
-#include "cnflow/sim.h"
 
 #include <mpi.h>
+
+/* ------------------------------------------------------------------------------------------ */
+/* The generator interface that cnf_data_generate drives (implemented by src/sim and testgen). */
+/* Every generator is a pure function of (options, seed, event index); see include/cnflow/sim.h */
+/* ------------------------------------------------------------------------------------------ */
+/* ---- options: a table mapping PETSc-style option names to fields of the generator's opts ---- */
+typedef enum cnf_opt_type {
+  CNF_OPT_INT = 0,    /* int */
+  CNF_OPT_INT64,      /* int64_t */
+  CNF_OPT_REAL,       /* double */
+  CNF_OPT_BOOL,       /* int (0/1) */
+  CNF_OPT_STRING,     /* char[CNF_OPT_STRLEN] */
+} cnf_opt_type;
+#define CNF_OPT_STRLEN 256
+
+typedef struct cnf_option {
+  const char *name;   /* without the leading dash, e.g. "hgg_process" */
+  cnf_opt_type type;
+  size_t offset;      /* offsetof(opts struct, field) */
+  const char *help;   /* one line, includes unit and default */
+} cnf_option;
+
+/* ---- output schema ---------------------------------------------------------------------- */
+typedef enum cnf_dtype { CNF_DTYPE_F32 = 0, CNF_DTYPE_F64 = 1, CNF_DTYPE_I32 = 2 } cnf_dtype;
+
+#define CNF_MAX_COLS 1024
+typedef struct cnf_dataset_schema {
+  const char *path;          /* dataset path in the file, e.g. "truth" or "baseline/smeared" */
+  int ncols;                 /* row width (1 for per-event scalars, stored as (N, 1)) */
+  cnf_dtype dtype;           /* storage type; event() always fills doubles */
+  const char *const *colnames; /* ncols names (NULL: "c0", "c1", ...) */
+  const char *const *units;    /* ncols units (NULL: "") */
+  const char *description;   /* attribute "description" */
+} cnf_dataset_schema;
+
+#define CNF_MAX_DATASETS 32
+typedef struct cnf_sim_desc {
+  int n_datasets;
+  cnf_dataset_schema datasets[CNF_MAX_DATASETS];
+  uint64_t n_events;         /* number of output rows (from the options) */
+} cnf_sim_desc;
+
+typedef struct cnf_generator {
+  const char *name;          /* "hgg", "calo-photon", "calo-pion" */
+  const char *help;          /* one paragraph */
+  size_t opts_size;
+  int n_options;
+  const cnf_option *options;
+  void (*opts_default)(void *opts);
+  /* Validate options (clear one-line error on bad values), precompute tables, fill desc.
+   * Called on every rank with the block [first, first + count) that rank will generate.
+   * May read input files (e.g. user-supplied truth). `state` receives generator-private state. */
+  int (*setup)(const void *opts, uint64_t first, uint64_t count, cnf_sim_desc *desc,
+               void **state);
+  /* Fill one row of every dataset for event `index`: rows[k] points to desc->datasets[k].ncols
+   * doubles.  Must depend only on (opts, seed, index). Thread-compatible (no global state). */
+  int (*event)(const void *opts, void *state, uint64_t index, double *const *rows);
+  /* Optional: extra attributes/datasets after all rows are written (collective; NULL if none).
+   * `file` is an open hid_t (as int64_t to keep HDF5 out of this header). */
+  int (*finalize)(const void *opts, void *state, int64_t file, void *mpi_comm);
+  void (*teardown)(void *state);
+} cnf_generator;
+
 
 /* ------------------------------------------------------------------------------------------ */
 /* Generator option tables (sim.h cnf_option) seen generically                                */

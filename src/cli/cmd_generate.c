@@ -3,6 +3,7 @@
  * generator's table, read from PETSc options by name so -help lists them all. */
 #include "cli.h"
 #include "cnflow/data.h"
+#include "cnflow/sim.h"
 
 #include <stdlib.h>
 #include <string.h>
