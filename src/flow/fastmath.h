@@ -4,6 +4,7 @@
  * double library uses libm (it serves the finite-difference tests, where exactness matters). */
 #pragma once
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -42,8 +43,21 @@ static inline float cnf_fm_exp(float v) {
   return p * cnf_fm_bits_to_float(((int32_t)n_exp + 127) << 23);
 }
 
-/* log for positive normal v. */
+/* log(v) for every float: the polynomial covers positive normal v; subnormals are scaled by
+ * 2^23 first, and the special cases come out as libm's (log 0 = -inf, log +inf = +inf, NaN for
+ * v < 0 or NaN), so an underflowed or invalid quantity surfaces instead of a finite value.
+ * Selects, not branches: the loops still vectorise. */
+static inline float cnf_fm_log_normal(float v);
 static inline float cnf_fm_log(float v) {
+  const int subnormal = v < 1.17549435e-38f; /* also 0 and negatives: scaled, then replaced */
+  const float r = cnf_fm_log_normal(subnormal ? v * 8388608.0f : v);
+  const float rs = subnormal ? r - 15.9423851528f : r; /* 23 ln 2 */
+  const float pos = v == INFINITY ? INFINITY : rs;
+  return v > 0.0f ? pos : (v == 0.0f ? -INFINITY : NAN);
+}
+
+/* log for positive normal v (the Cephes polynomial). */
+static inline float cnf_fm_log_normal(float v) {
   const int32_t bits = cnf_fm_float_to_bits(v);
   float e = (float)(((bits >> 23) & 0xff) - 126);
   const float m = cnf_fm_bits_to_float((bits & 0x007fffff) | 0x3f000000); /* v = m 2^e, m in [0.5, 1) */

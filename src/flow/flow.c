@@ -499,6 +499,13 @@ int cnf_flow_log_prob(cnf_flow *f, int n, const cnf_real *x, const cnf_real *c, 
   const cnf_real *z = act_slice(f, f->n_bij);
   for (int i = 0; i < n; i++)
     logp[i] = (cnf_real)(base_log_density(z + (size_t)i * f->D, f->D) + f->logdet[i]);
+  /* -inf is a zero density (an underflow of the working precision or outside the support) and
+   * callers handle it; NaN or +inf is never a density: say so instead of returning it */
+  for (int i = 0; i < n; i++)
+    if (isnan((double)logp[i]) || logp[i] == (cnf_real)INFINITY)
+      return cnf_error_set(CNF_ERR_NUMERIC, "cnf_flow_log_prob: the log-density of event %d of %d "
+                           "is %g (non-finite parameters, or an input the flow cannot represent)",
+                           i, n, (double)logp[i]);
   return 0;
 }
 
