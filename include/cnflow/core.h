@@ -177,3 +177,6 @@ int cnf_parse_int_list(const char *s, int *out, int max);
 /* mkdir -p: create `dir` and its missing parents (0777 & umask); 0 if it exists as a directory,
  * CNF_ERR_IO naming the directory and the reason otherwise.  Not collective. */
 int cnf_mkdir_p(const char *dir);
+/* mkdir -p of the directory part of a file path ("runs/a/scan.h5" -> "runs/a"; nothing for a
+ * bare file name).  Not collective. */
+int cnf_mkdir_parent(const char *file_path);

@@ -81,6 +81,10 @@ int main(int argc, char **argv) {
    * 6.2 vs 4.8 ms), which is most of the gap to linear scaling.  A value set by the user or
    * the site (environment, mca-params.conf via this variable) wins. */
   setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 0);
+  /* OMPIO's "lockedfile" shared-file-pointer component probes every file it opens by creating
+   * and removing <file>.locktest.<rank> beside it: a read of a dataset would write into the
+   * dataset's directory (and fail in a read-only one).  cnflow never uses shared file pointers. */
+  setenv("OMPI_MCA_sharedfp", "^lockedfile", 0);
   if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
     fprintf(stderr, "cnflow: error: MPI initialisation failed\n");
     return 1;

@@ -80,3 +80,16 @@ int cnf_mkdir_p(const char *dir) {
   }
   return 0;
 }
+
+int cnf_mkdir_parent(const char *file_path) {
+  const char *slash = strrchr(file_path, '/');
+  if (!slash || slash == file_path) /* a bare name, or a file in / */
+    return 0;
+  char dir[4096];
+  size_t n = (size_t)(slash - file_path);
+  if (n >= sizeof dir)
+    return cnf_error_set(CNF_ERR_ARG, "output path too long (%zu)", strlen(file_path));
+  memcpy(dir, file_path, n);
+  dir[n] = '\0';
+  return cnf_mkdir_p(dir);
+}

@@ -84,9 +84,16 @@ static int attr_i64(hid_t loc, const char *name, long long v) {
 static int write_fit(const char *tmp, const cnf_fit_job *job, int K, int P, const char *cols,
                      const cnf_fit_conf *conf, const cnf_fit_result *r, const double *tmean,
                      const double *tstd, const double *grid) {
+  CNF_CALL(cnf_mkdir_parent(job->out));
+  H5E_auto2_t efunc = NULL;
+  void *edata = NULL;
+  H5Eget_auto2(H5E_DEFAULT, &efunc, &edata);
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* one line below, not HDF5's error stack */
   hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  H5Eset_auto2(H5E_DEFAULT, efunc, edata);
   if (f < 0)
-    return cnf_error_set(CNF_ERR_IO, "%s: cannot create the output file", tmp);
+    return cnf_error_set(CNF_ERR_IO, "%s: cannot create the output file (permissions, or a "
+                         "full disk?)", tmp);
   int rc = 0;
   hid_t g = H5Gcreate2(f, "fit", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   if (g < 0)
@@ -200,9 +207,10 @@ int cnf_fit_file(const cnf_fit_job *job, MPI_Comm comm, cnf_fit_result *res) {
   if (rc == 0)
     rc = cnf_infer_load_ensemble(job->ensemble, members, 64, &K, &prov);
   if (rc == 0 && (cnf_flow_dim(members[0]) != D || cnf_flow_cond_dim(members[0]) != C))
-    rc = cnf_error_set(CNF_ERR_FORMAT, "%s: the model has %d targets / %d conditions, the data "
-                       "(%s, %s) %d / %d", job->ensemble, cnf_flow_dim(members[0]),
-                       cnf_flow_cond_dim(members[0]), job->target, job->cond, D, C);
+    rc = cnf_error_set(CNF_ERR_FORMAT, "%s: '%s' / '%s' give %d targets / %d conditions, the "
+                       "model %s has %d / %d (a model for other data?)", job->data, job->target,
+                       job->cond, D, C, job->ensemble, cnf_flow_dim(members[0]),
+                       cnf_flow_cond_dim(members[0]));
   rc = cnf_sync_status(comm, rc);
   if (rc < 0)
     goto out;
