@@ -95,8 +95,19 @@ typedef struct cnf_scan_job {
   double progress_s;                   /* seconds between progress lines (0: none) */
   int resume;                          /* continue <out>.tmp, skipping its finished blocks */
   int64_t interrupt_after_blocks;      /* testing: stop as on SIGTERM after N rounds (0 off) */
+  int part, parts;                     /* parts > 0: scan only part `part` (0-based) of `parts`
+                                        * contiguous runs of whole blocks (a job array); the
+                                        * part file records where it belongs (attrs part, parts,
+                                        * part_first, part_showers_total, part_block) */
 } cnf_scan_job;
 void cnf_scan_job_default(cnf_scan_job *job);
+
+/* Merge the n part files of one scan (cnflow scan -part i -parts n) into `out`, identical to a
+ * single-job scan of the same showers (same datasets and root attributes, the part attributes
+ * dropped).  Parts that do not fit together (another scan, a missing, duplicate or foreign
+ * part, other ranges) are refused with one line naming the file.  Rank 0 reads and writes
+ * (<out>.tmp, renamed when complete); COLLECTIVE over comm for the status. */
+int cnf_scan_merge(const char *const *parts, int n, const char *out, MPI_Comm comm);
 
 typedef struct cnf_scan_summary {
   uint64_t showers, scanned; /* in the file; scanned by this run (not resumed) */

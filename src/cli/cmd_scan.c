@@ -5,6 +5,7 @@
 #include "cnflow/train.h"
 
 #include <mpi.h>
+#include <string.h>
 
 int cmd_scan(int argc, char **argv) {
   (void)argc;
@@ -19,7 +20,9 @@ int cmd_scan(int argc, char **argv) {
                   "-2 delta log L = 1 (Brent).  Each rank scans contiguous blocks; scan.h5 rows\n"
                   "follow the input order, written to <o>.tmp block by block and renamed when\n"
                   "complete; SIGTERM/SIGUSR1 stop after the current block (exit status 75) and\n"
-                  "-resume continues.");
+                  "-resume continues.  A job array scans -part i of -parts n (whole blocks) into\n"
+                  "its own file; cnflow scan -merge p0.h5,p1.h5,... -o scan.h5 joins them into\n"
+                  "the file a single job writes.");
   CNF_CALL(cli_get_string("data", "", "dataset file with the showers [required]", j.data,
                           sizeof j.data));
   CNF_CALL(cli_get_string("split", "test", "split to scan: train|val|test|all", j.split,
@@ -56,9 +59,31 @@ int cmd_scan(int argc, char **argv) {
                         "its finished blocks", &j.resume));
   CNF_CALL(cli_get_int64("scan_interrupt_after_blocks", 0, "testing: stop as on SIGTERM after "
                          "N rounds of blocks (0 off)", &j.interrupt_after_blocks));
+  CNF_CALL(cli_get_int("part", 0, "with -parts n: scan only part i (0-based) of n runs of "
+                       "whole blocks (e.g. $SLURM_ARRAY_TASK_ID)", &j.part));
+  CNF_CALL(cli_get_int("parts", 0, "split the showers into n parts for a job array (0: scan "
+                       "everything)", &j.parts));
+  static char merge[16384];
+  CNF_CALL(cli_get_string("merge", "", "comma list of the part files of one scan: merge them "
+                          "into -o (no scanning)", merge, sizeof merge));
   CNF_CALL(cli_check_unused_options());
   if (cli_help_requested())
     return 0;
+  if (merge[0]) {
+    const char *files[4096];
+    int n = 0;
+    for (char *t = strtok(merge, ","); t; t = strtok(NULL, ","))
+      if (*t) {
+        if (n == 4096)
+          return cnf_error_set(CNF_ERR_ARG, "scan: -merge lists more than 4096 files");
+        files[n++] = t;
+      }
+    CNF_CALL(cnf_scan_merge(files, n, j.out, MPI_COMM_WORLD));
+    cnf_log_info("scan: merged %d part file(s) into %s", n, j.out);
+    return 0;
+  }
+  if (j.parts < 0)
+    return cnf_error_set(CNF_ERR_ARG, "scan: -parts must be >= 0");
   if (!j.data[0] || !j.ensemble[0])
     return cnf_error_set(CNF_ERR_ARG, "scan: -data and -ensemble are required (-help lists "
                          "the options)");

@@ -41,6 +41,7 @@ int cnf_infer_load_ensemble(const char *path, cnf_flow **f, int max, int *K,
                             cnf_model_provenance *prov0) {
   *K = 0;
   size_t n = strlen(path);
+  cnf_model_provenance prov;
   if (n > 4 && strcmp(path + n - 4, ".txt") == 0) {
     cnf_ensemble e;
     CNF_CALL(cnf_ensemble_read(path, &e));
@@ -48,8 +49,26 @@ int cnf_infer_load_ensemble(const char *path, cnf_flow **f, int max, int *K,
       return cnf_error_set(CNF_ERR_ARG, "%s: %d members, at most %d are supported", path,
                            e.members, max);
     for (int k = 0; k < e.members; k++) {
-      CNF_CALL(cnf_flow_load(e.path[k], &f[k], k == 0 ? prov0 : NULL));
+      CNF_CALL(cnf_flow_load(e.path[k], &f[k], &prov));
       *K = k + 1;
+      if (k == 0 && prov0)
+        *prov0 = prov;
+      /* the manifest must describe the files it lists: a member replaced or retrained behind
+       * its back (another seed, epoch or score) would silently change every later result */
+      const double ds = fabs(prov.val_score - e.score[k]);
+      if (prov.seed != e.seed[k] || prov.epoch != e.best_epoch[k] ||
+          !(ds <= 1e-9 * fabs(e.score[k]) || (isnan(prov.val_score) && isnan(e.score[k]))))
+        return cnf_error_set(CNF_ERR_FORMAT, "%s: member %d (%s) disagrees with the manifest: "
+                             "the file has seed %llu, epoch %d, score %.10g; the manifest seed "
+                             "%llu, best epoch %d, score %.10g", path, k, e.path[k],
+                             (unsigned long long)prov.seed, prov.epoch, prov.val_score,
+                             (unsigned long long)e.seed[k], e.best_epoch[k], e.score[k]);
+      if (k > 0 && (cnf_flow_dim(f[k]) != cnf_flow_dim(f[0]) ||
+                    cnf_flow_cond_dim(f[k]) != cnf_flow_cond_dim(f[0])))
+        return cnf_error_set(CNF_ERR_FORMAT, "%s: member %d (%s) has %d targets / %d conditions, "
+                             "member 0 %d / %d", path, k, e.path[k], cnf_flow_dim(f[k]),
+                             cnf_flow_cond_dim(f[k]), cnf_flow_dim(f[0]),
+                             cnf_flow_cond_dim(f[0]));
     }
     return 0;
   }
@@ -119,16 +138,32 @@ static void scan_fingerprint(const cnf_scan_job *job, uint64_t N, int K, char *b
            job->target, job->target_columns, job->cond, job->cond_columns, job->scan_column,
            job->ensemble, K, job->e_min_gev, job->e_max_gev, job->n_grid, job->refine, job->block,
            (unsigned long long)N);
+  if (job->parts > 0) { /* a part of a job array: resumable on its own, merged by the base */
+    const size_t l = strlen(buf);
+    snprintf(buf + l, len > l ? len - l : 0, "|part=%d/%d", job->part, job->parts);
+  }
 }
 
+/* part_pos: {first row of this part in the whole scan, showers of the whole scan} (parts > 0) */
 static int scan_out_create(MPI_Comm comm, const cnf_scan_job *job, const char *tmp, uint64_t N,
-                           uint64_t n_blocks, int K, const char *fp, scan_out *o) {
+                           uint64_t n_blocks, int K, const char *fp, const uint64_t part_pos[2],
+                           scan_out *o) {
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  CNF_CALL(cnf_sync_status(comm, rank == 0 ? cnf_mkdir_parent(job->out) : 0));
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+  /* a failure is reported as one line below, not as HDF5's error stack on every rank */
+  H5E_auto2_t efunc = NULL;
+  void *edata = NULL;
+  H5Eget_auto2(H5E_DEFAULT, &efunc, &edata);
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   o->file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  H5Eset_auto2(H5E_DEFAULT, efunc, edata);
   H5Pclose(fapl);
   if (o->file < 0)
-    return cnf_error_set(CNF_ERR_IO, "%s: cannot create the output file", tmp);
+    return cnf_error_set(CNF_ERR_IO, "%s: cannot create the output file (permissions, or a "
+                         "full disk?)", tmp);
   int rc = 0, one = 1, kk = K, ng = job->n_grid;
   o->group = H5Gcreate2(o->file, "scan", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   if (o->group < 0)
@@ -147,6 +182,14 @@ static int scan_out_create(MPI_Comm comm, const cnf_scan_job *job, const char *t
   if (rc == 0) rc = attr_num(o->file, "n_grid", H5T_NATIVE_INT, &ng);
   if (rc == 0) rc = attr_str(o->file, "git_rev", cnf_git_rev());
   if (rc == 0) rc = attr_str(o->file, "resume_fingerprint", fp);
+  if (job->parts > 0) { /* where this part belongs: checked by cnf_scan_merge */
+    const int64_t pf = (int64_t)part_pos[0], pt = (int64_t)part_pos[1];
+    if (rc == 0) rc = attr_num(o->file, "part", H5T_NATIVE_INT, &job->part);
+    if (rc == 0) rc = attr_num(o->file, "parts", H5T_NATIVE_INT, &job->parts);
+    if (rc == 0) rc = attr_num(o->file, "part_first", H5T_NATIVE_INT64, &pf);
+    if (rc == 0) rc = attr_num(o->file, "part_showers_total", H5T_NATIVE_INT64, &pt);
+    if (rc == 0) rc = attr_num(o->file, "part_block", H5T_NATIVE_INT, &job->block);
+  }
   if (rc < 0)
     return rc;
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
@@ -308,13 +351,35 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
     count = (uint64_t)job->max_showers;
   if (rc == 0 && count == 0)
     rc = cnf_error_set(CNF_ERR_FORMAT, "%s: split '%s' has no showers", job->data, job->split);
+  /* -part i -parts n: the i-th of n contiguous runs of whole blocks, so every block (and so
+   * every result) is the one a single-job scan computes */
+  uint64_t part_pos[2] = {0, count};
+  if (rc == 0 && job->parts > 0) {
+    const uint64_t B0 = (uint64_t)job->block, nb = (count + B0 - 1) / B0;
+    uint64_t b0 = 0, bn = 0;
+    if (job->part < 0 || job->part >= job->parts)
+      rc = cnf_error_set(CNF_ERR_ARG, "scan: -part %d is not in [0, -parts %d)", job->part,
+                         job->parts);
+    else if ((uint64_t)job->parts > nb)
+      rc = cnf_error_set(CNF_ERR_ARG, "%s: -parts %d is more than the %llu blocks of %d showers "
+                         "(fewer parts or a smaller -scan_block)", job->data, job->parts,
+                         (unsigned long long)nb, job->block);
+    if (rc == 0) {
+      cnf_partition(nb, job->parts, job->part, &b0, &bn);
+      const uint64_t end = (b0 + bn) * B0 < count ? (b0 + bn) * B0 : count;
+      part_pos[0] = b0 * B0;
+      first += part_pos[0];
+      count = end - part_pos[0];
+    }
+  }
   /* every rank loads every member (serial HDF5 reads of small files) */
   if (rc == 0)
     rc = cnf_infer_load_ensemble(job->ensemble, members, 64, &K, NULL);
   if (rc == 0 && (cnf_flow_dim(members[0]) != D || cnf_flow_cond_dim(members[0]) != C))
-    rc = cnf_error_set(CNF_ERR_FORMAT, "%s: the model has %d targets / %d conditions, the data "
-                       "(%s, %s) %d / %d", job->ensemble, cnf_flow_dim(members[0]),
-                       cnf_flow_cond_dim(members[0]), job->target, job->cond, D, C);
+    rc = cnf_error_set(CNF_ERR_FORMAT, "%s: '%s' / '%s' give %d targets / %d conditions, the "
+                       "model %s has %d / %d (a model for other data?)", job->data, job->target,
+                       job->cond, D, C, job->ensemble, cnf_flow_dim(members[0]),
+                       cnf_flow_cond_dim(members[0]));
   rc = cnf_sync_status(comm, rc);
   if (rc < 0)
     goto out;
@@ -349,6 +414,14 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
     if (!isfinite((double)x[i]))
       rc = cnf_error_set(CNF_ERR_NUMERIC, "%s: '%s' row %llu is not finite", job->data,
                          job->target, (unsigned long long)(first + pfirst + i / D));
+  /* the conditions must be finite, and the scanned one (the true energy, which bias divides
+   * by) positive */
+  for (uint64_t i = 0; rc == 0 && i < pcount * (uint64_t)C; i++)
+    if (!isfinite((double)c[i]) || ((int)(i % C) == jscan && !(c[i] > 0)))
+      rc = cnf_error_set(CNF_ERR_NUMERIC, "%s: '%s' row %llu column %s = %g (conditions must be "
+                         "finite, the scanned energy positive)", job->data, job->cond,
+                         (unsigned long long)(first + pfirst + i / C),
+                         cnf_data_dset_column(dc, ccols[i % C]), (double)c[i]);
   if (rc == 0) {
     cnf_scan_conf conf;
     cnf_scan_conf_default(&conf);
@@ -363,7 +436,7 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
   if (rc < 0)
     goto out;
   char fp[8192];
-  scan_fingerprint(job, count, K, fp, sizeof fp);
+  scan_fingerprint(job, part_pos[1], K, fp, sizeof fp);
   {
     int have_tmp = 0;
     if (rank == 0) {
@@ -374,7 +447,7 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
     }
     MPI_Bcast(&have_tmp, 1, MPI_INT, 0, comm);
     rc = have_tmp ? scan_out_reopen(comm, tmp, n_blocks, fp, done, &o)
-                  : scan_out_create(comm, job, tmp, count, n_blocks, K, fp, &o);
+                  : scan_out_create(comm, job, tmp, count, n_blocks, K, fp, part_pos, &o);
     rc = cnf_sync_status(comm, rc);
     if (rc < 0) {
       if (have_tmp)
