@@ -6,7 +6,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 CNFLOW_DEBS=(build-essential cmake pkg-config git openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
   hdf5-tools petsc-dev libopenblas-dev libcmocka-dev librandom123-dev libgsl-dev
-  python3-numpy python3-h5py python3-scipy python3-matplotlib python3-torch)
+  python3-numpy python3-h5py python3-scipy python3-matplotlib python3-torch
+  slurm-wlm munge)  # slurm-wlm + munge: the slurm_pipeline test runs a local SLURM cluster
 missing=()
 for p in "${CNFLOW_DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
