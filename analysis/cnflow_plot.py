@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display: every figure is a PNG file
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402,F401
+import matplotlib.colors  # noqa: E402,F401
 
 MEMBER_COLOURS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 110, "axes.grid": True,
@@ -232,7 +233,7 @@ def save(fig, path):
     return path
 
 
-def band_plot(ax, x, curves, colour, name, member_lines=True):
+def band_plot(ax, x, curves, colour, name, member_lines=True, mean_line=True):
     """Draw each member thinly, the ensemble mean and its ±1 sd band (when K > 1)."""
     mean, lo, hi, n = ensemble_band(curves)
     xs = np.asarray(x)[:len(mean)]
@@ -243,7 +244,8 @@ def band_plot(ax, x, curves, colour, name, member_lines=True):
     if len(curves) > 1:
         ax.fill_between(xs, lo, hi, color=colour, alpha=0.2, lw=0,
                         label=f"{name}: ensemble ±1 sd ({len(curves)} members)")
-        ax.plot(xs, mean, color=colour, lw=1.6, label=f"{name}: ensemble mean")
+        if mean_line:
+            ax.plot(xs, mean, color=colour, lw=1.6, label=f"{name}: ensemble mean")
     else:
         ax.plot(xs, mean, color=colour, lw=1.6, label=name)
     return mean
