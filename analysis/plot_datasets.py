@@ -3,12 +3,13 @@
 
 usage: plot_datasets.py FILE.h5 [FILE.h5 ...] [-o DIR] [--max-rows N]
 
-  hgg          hgg_truth.png: truth kinematics (photon ET, η, pile-up μ, mγγ, pT of the Higgs);
-               hgg_residuals.png: reco − truth of photon-1 ET, η, φ for the four scenarios
+Outputs are named after the file's stem (STEM = hgg for hgg.h5):
+  hgg          STEM_truth.png: truth kinematics (photon ET, η, pile-up μ, mγγ, pT of the Higgs);
+               STEM_residuals.png: reco − truth of photon-1 ET, η, φ for the four scenarios
                (gauss, corr_a, corr_b, asym: the asymmetric scenario's low tail shows here)
-  calo-photon  calo_photon_images.png: average 16 × 8 window (and 24 × 24 full image when
-               stored), log colour scale in MeV; calo_photon_conditions.png: E, d, b
-  calo-pion    calo_pion_layers.png: the six layer energies; calo_pion_response.png: the sum of the
+  calo-photon  STEM_images.png: average 16 × 8 window (and 24 × 24 full image when
+               stored), log colour scale in MeV; STEM_conditions.png: E, d, b
+  calo-pion    STEM_layers.png: the six layer energies; STEM_response.png: the sum of the
                layers over E_inc against E_inc (EM scale, so below 1 for pions)
 Reads at most --max-rows rows (default 200000) from the start of each file.
 """
@@ -30,7 +31,12 @@ def _read(f, path, n):
     return d[:n], cols, units
 
 
+def _stem(f):
+    return os.path.splitext(os.path.basename(f.filename))[0]
+
+
 def plot_hgg(f, out_dir, n):
+    stem = _stem(f)
     truth, cols, units = _read(f, "truth", n)
     want = ["et1", "et2", "eta1", "eta2", "mu", "m_gg", "pt_H", "y_H"]
     fig, axes = cp.plt.subplots(2, 4, figsize=(14, 6))
@@ -48,7 +54,7 @@ def plot_hgg(f, out_dir, n):
         ax.legend()
     fig.suptitle(f"hgg truth kinematics: {os.path.basename(f.filename)}")
     fig.tight_layout()
-    done = [cp.save(fig, os.path.join(out_dir, "hgg_truth.png"))]
+    done = [cp.save(fig, os.path.join(out_dir, f"{stem}_truth.png"))]
 
     scen = [g for g in ("gauss", "corr_a", "corr_b", "asym") if f"{g}/target" in f]
     if scen:
@@ -68,11 +74,12 @@ def plot_hgg(f, out_dir, n):
                 ax.legend()
         fig.suptitle("hgg detector response per scenario (target = reco − truth)")
         fig.tight_layout()
-        done.append(cp.save(fig, os.path.join(out_dir, "hgg_residuals.png")))
+        done.append(cp.save(fig, os.path.join(out_dir, f"{stem}_residuals.png")))
     return done
 
 
 def plot_photon(f, out_dir, n):
+    stem = _stem(f)
     sh, _, units = _read(f, "showers", n)
     unit = units[0] if units else ""
     desc = cp.s(f["showers"].attrs.get("description", ""))
@@ -95,7 +102,7 @@ def plot_photon(f, out_dir, n):
         cb = fig.colorbar(m, ax=ax, shrink=0.85)
         cb.set_label(cp.label("mean crystal energy", unit))
     fig.suptitle(f"calo-photon: {os.path.basename(f.filename)}")
-    done = [cp.save(fig, os.path.join(out_dir, "calo_photon_images.png"))]
+    done = [cp.save(fig, os.path.join(out_dir, f"{stem}_images.png"))]
     if "conditions" in f:
         c, cc, cu = _read(f, "conditions", n)
         fig, axes = cp.plt.subplots(1, c.shape[1], figsize=(4.2 * c.shape[1], 3.4))
@@ -106,11 +113,12 @@ def plot_photon(f, out_dir, n):
             ax.legend()
         fig.suptitle("calo-photon conditions (thickness d, distance b, energy E)")
         fig.tight_layout()
-        done.append(cp.save(fig, os.path.join(out_dir, "calo_photon_conditions.png")))
+        done.append(cp.save(fig, os.path.join(out_dir, f"{stem}_conditions.png")))
     return done
 
 
 def plot_pion(f, out_dir, n):
+    stem = _stem(f)
     lay, cols, units = _read(f, "layers", n)
     e, _, eu = _read(f, "incident_energies", n)
     e = e[:, 0]
@@ -128,8 +136,10 @@ def plot_pion(f, out_dir, n):
         ax.legend()
     fig.suptitle(f"calo-pion layer energies (EM scale): {os.path.basename(f.filename)}")
     fig.tight_layout()
-    done = [cp.save(fig, os.path.join(out_dir, "calo_pion_layers.png"))]
+    done = [cp.save(fig, os.path.join(out_dir, f"{stem}_layers.png"))]
 
+    if np.ptp(e) <= 0:  # a fixed-energy file: no response curve against E_inc
+        return done
     fig, ax = cp.plt.subplots(figsize=(6.4, 4.2))
     r = lay.sum(axis=1) / e
     ax.grid(False)
@@ -146,7 +156,7 @@ def plot_pion(f, out_dir, n):
     ax.set_ylabel(r"$\sum_\mathrm{layers} E_i / E_\mathrm{inc}$ [–]")
     ax.set_title("pion response on the EM scale")
     ax.legend()
-    done.append(cp.save(fig, os.path.join(out_dir, "calo_pion_response.png")))
+    done.append(cp.save(fig, os.path.join(out_dir, f"{stem}_response.png")))
     return done
 
 

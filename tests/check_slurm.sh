@@ -10,6 +10,8 @@
 #   2. a training job sent SIGTERM mid-run (`scancel --signal=TERM --batch`, the path of
 #      --signal=B:...@T): it checkpoints, requeues itself, resumes with -resume and ends with
 #      members bit-identical (/model/params) to an uninterrupted job;
+#   2b. a job-array scan task sent SIGUSR1 mid-run stops after its block (exit 75), requeues,
+#      resumes its part, and the merged scan.h5 equals a single-job scan of the same showers;
 #   3. a failing stage cancels its dependants (--kill-on-invalid-dep=yes), nothing left pending;
 #      --dry-run prints the sbatch lines and submits nothing;
 #   4. the daemons are stopped by their PIDs and no process of the cluster is left, also when a
@@ -166,6 +168,55 @@ for k in (0, 1):
             raw.append(f["model/params"][...].tobytes())
     assert raw[0] == raw[1], f"member {k}: parameters differ"
 print("requeued + resumed training: both members bit-identical to the uninterrupted run")
+PY
+
+# ---- 2b. SIGUSR1 to a job-array scan task: stop after a block, requeue, resume, merge ----------
+sargs=(-data train.h5 -split train -max_showers 2400 -ensemble flowi/ensemble.txt -prior loguniform
+       -scan_grid 80 -scan_block 8 -progress 0.5)
+sref=$(sbatch --parsable --job-name=sref --chdir="$demo" --ntasks=2 --time=00:10:00 \
+  --export="ALL,CNFLOW_ROOT=$src,CNFLOW=$cnflow" "$src/slurm/scan.sbatch" sref.h5 "${sargs[@]}") ||
+  fail "sbatch sref"
+wait_jobs 180 "$sref"
+[ "$(states "$sref")" = "COMPLETED 0:0" ] || fail "single-job scan: $(states "$sref")"
+sarr=$(sbatch --parsable --job-name=sarr --chdir="$demo" --array=0-1 --time=00:10:00 \
+  --export="ALL,CNFLOW_ROOT=$src,CNFLOW=$cnflow" "$src/slurm/scan-array.sbatch" sarr.h5 "${sargs[@]}") ||
+  fail "sbatch sarr"
+smerge=$(sbatch --parsable --job-name=smerge --chdir="$demo" --dependency="afterok:$sarr" \
+  --kill-on-invalid-dep=yes --export="ALL,CNFLOW_ROOT=$src,CNFLOW=$cnflow" \
+  "$src/slurm/scan-merge.sbatch" sarr.h5 2) || fail "sbatch smerge"
+alog="$demo/sarr-${sarr}_0.out"
+for _ in $(seq 1 600); do grep -q "showers on rank 0" "$alog" 2>/dev/null && break; sleep 0.1; done
+grep -q "showers on rank 0" "$alog" || fail "array task 0 printed no progress in 60 s"
+scancel --signal=USR1 --batch "${sarr}_0" || fail "scancel --signal=USR1 --batch ${sarr}_0"
+restarts=0
+for _ in $(seq 1 300); do
+  restarts=$(scontrol show job -o "${sarr}_0" | sed -n 's/.*Restarts=\([0-9]*\).*/\1/p' | head -1)
+  [ "${restarts:-0}" -ge 1 ] && break
+  sleep 0.2
+done
+[ "${restarts:-0}" -ge 1 ] || fail "the signalled array task was not requeued: $(states "${sarr}_0")"
+wait_jobs 240 "$sarr" "$smerge"
+for id in "$sarr" "$smerge"; do
+  while read -r st ec; do [ "$st $ec" = "COMPLETED 0:0" ] || fail "job $id: $st $ec"; done < <(states "$id")
+done
+grep -q "got SIGUSR1" "$alog" && grep -q "interrupted after" "$alog" && grep -q "requeued" "$alog" ||
+  fail "array task 0 did not stop after a block and requeue"
+grep -q "(restart 1): cnflow scan .* -resume" "$alog" && grep -q "already done" "$alog" ||
+  fail "the requeued array task did not resume its part"
+ls "$demo"/sarr.part*.h5 2>/dev/null && fail "part files left after the merge"
+"$py" - "$demo" <<'PY' || fail "the interrupted job-array scan differs from the single-job scan"
+import sys, h5py, numpy as np
+d = sys.argv[1]
+def content(p):
+    with h5py.File(p, "r") as f:
+        a = {k: (v.tobytes() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()}
+        return a, {k: f["scan"][k][...].tobytes() for k in f["scan"]}
+(a1, d1), (a2, d2) = content(f"{d}/sref.h5"), content(f"{d}/sarr.h5")
+assert a1 == a2, sorted(k for k in set(a1) | set(a2) if a1.get(k) != a2.get(k))
+assert d1 == d2, sorted(k for k in d1 if d1[k] != d2.get(k))
+with h5py.File(f"{d}/sarr.h5") as f:
+    assert len(f["scan/e_pred"]) == 2400
+print("array scan with a SIGUSR1'd, requeued, resumed task: merged == single-job scan (2400 showers)")
 PY
 
 # ---- 3. a failing stage cancels its dependants; --dry-run submits nothing -----------------------

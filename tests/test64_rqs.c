@@ -81,7 +81,7 @@ static void test_round_trip_random(void **state) {
 
 /* Points exactly on every knot, at exactly +-B, just inside and just outside. */
 static void test_round_trip_special_points(void **state) {
-  enum { NT = 20, PER = K + 1 + 6 };
+  enum { NT = 20, PER = K + 6 /* the K + 1 knots and 5 edge points */ };
   cnf_rng r;
   cnf_rng_init(&r, 12, 0, 0);
   double theta1[P], knots[K + 1];
