@@ -100,3 +100,119 @@ void cnf_bias_boot_finish(const double *modes, const double *res, int n_boot, cn
 /* The whole row of file index file_index in one call (serial): prepare, every resample, finish. */
 int cnf_bias_compute(const cnf_bias_columns *c, const cnf_bias_conf *conf, uint64_t file_index,
                      cnf_bias_row *row);
+
+/* ---- evaluation statistics (src/stats/metrics.c, src/stats/shower.c) ------------------------
+ * Pure serial computations in double precision for `cnflow evaluate` (generated vs reference
+ * samples).  Inputs are never modified; functions that sort work on internal copies. */
+
+/* Exact 1-D Wasserstein-1 distance between the empirical distributions of a (na values) and
+ * b (nb values), W1 = integral |F_a(t) - F_b(t)| dt, i.e. scipy.stats.wasserstein_distance(a, b)
+ * without weights.  Computed on sorted copies by one merge pass; the CDF differences are formed
+ * from integer counts (|i nb - j na| / (na nb)) so that no rounding accumulates in them.
+ * NaN if either sample is empty, a copy cannot be allocated (message set) or a value is not
+ * finite (no meaningful distance). */
+double cnf_w1_1d(const double *a, size_t na, const double *b, size_t nb);
+
+/* Counts of x in nbins equal bins over [lo, hi], numpy.histogram(x, nbins, (lo, hi)) exactly:
+ * edges linspace(lo, hi, nbins + 1), bin i = [e_i, e_{i+1}) except the last, which is closed;
+ * values outside [lo, hi] and NaN are dropped and their number is written to *n_outside
+ * (if non-NULL).  counts (nbins) is overwritten.  CNF_ERR_ARG for nbins < 1, non-finite lo/hi
+ * or hi <= lo. */
+int cnf_hist_fill(const double *x, size_t n, double lo, double hi, int nbins, double *counts,
+                  size_t *n_outside);
+/* Same binning, but ADDS to counts (filling a histogram chunk by chunk); *n_outside, if
+ * non-NULL, is incremented. */
+int cnf_hist_add(const double *x, size_t n, double lo, double hi, int nbins, double *counts,
+                 size_t *n_outside);
+
+/* Separation power of two histograms of raw counts c1, c2 (nbins each), each normalised to unit
+ * sum, p_i = c1_i / N1, q_i = c2_i / N2:
+ *     S = 1/2 sum_i (p_i - q_i)^2 / (p_i + q_i)          (bins with p_i + q_i = 0 skipped)
+ * 0 for identical shapes, 1 for disjoint supports.  Its error (err may be NULL) is linear error
+ * propagation of independent Poisson counts, Var c_i = c_i, through p, q INCLUDING the
+ * normalisations N1, N2 (they are sums of the same counts):
+ *     g_i = dS/dp_i = (p_i - q_i)(p_i + 3 q_i) / (2 (p_i + q_i)^2),
+ *     h_i = dS/dq_i = (q_i - p_i)(q_i + 3 p_i) / (2 (p_i + q_i)^2),
+ *     dS/dc1_j = (g_j - sum_i p_i g_i) / N1,   dS/dc2_j = (h_j - sum_i q_i h_i) / N2,
+ *     err^2 = sum_j (dS/dc1_j)^2 c1_j + sum_j (dS/dc2_j)^2 c2_j.
+ * Being first order, it vanishes for identical histograms (S is quadratic in p - q there), and
+ * it is an underestimate whenever S is comparable to its own statistical floor ~ nbins / N: use
+ * it for distributions that really differ.  S itself is biased upwards by about
+ * 1/2 sum_i (p_i/N1 + q_i/N2) / (p_i + q_i) (not corrected).  Counts may be non-integer (weighted)
+ * but must be finite and >= 0: CNF_ERR_ARG for nbins < 1, a negative count or an empty
+ * histogram, CNF_ERR_NUMERIC for a non-finite count. */
+int cnf_separation_power(const double *counts1, const double *counts2, int nbins, double *sep,
+                         double *err);
+
+/* Core width of a peaked sample by the iterative +-k sigma Gaussian rule.
+ * Start: mu = median, s = 1.4826 MAD (the sample sd if MAD = 0).  Repeat: window
+ * [mu - k s, mu + k s]; n_core points inside, mu = their mean, s = their sd (ddof 1) divided by
+ * sqrt(beta_k) with beta_k = 1 - 2 k phi(k) / P_k, P_k = 2 Phi(k) - 1 (the variance of a unit
+ * Gaussian truncated at +-k), so s estimates the sigma of the Gaussian core.  Converged when the
+ * window holds exactly the same points as in the previous iteration (then mu, s are a fixed
+ * point); at most CNF_CORE_MAX_ITER iterations (converged = 0 if that limit is hit, e.g. a
+ * 2-cycle; the last values are returned).
+ * Errors: asymptotic variances of the fixed point as an M-estimator, for a Gaussian core
+ * (location and scale decouple for a symmetric core):
+ *     mean_err  = sigma / sqrt(n_core beta_k)
+ *     sigma_err = sigma * sqrt(P_k / (n_core J_k)),
+ *     J_k = integral_{-k}^{k} (u^2 - beta_k)^2 phi(u) du = 3 P_k - 2 phi(k)(k^3 + 3 k) - beta_k^2 P_k.
+ * For k -> infinity these become sigma/sqrt(n) and sigma/sqrt(2 n); for k = 2 they are
+ * 1.137 sigma/sqrt(n_core) and 1.106 sigma/sqrt(n_core) (a truncated window loses information,
+ * the naive sigma/sqrt(2 n_core) would be 1.6x too small at k = 2).  Tails inside the window
+ * bias sigma upwards; that is the price of the rule, not corrected.
+ * CNF_ERR_ARG for n < 3, k < 1 or non-finite k, a constant sample, or fewer than 3 points in a
+ * window; CNF_ERR_NUMERIC for a non-finite value; CNF_ERR_NOMEM. */
+#define CNF_CORE_MAX_ITER 100
+typedef struct cnf_core_fit {
+  double mean, mean_err, sigma, sigma_err;
+  size_t n_core;  /* points in the final window */
+  int iterations; /* window updates done */
+  int converged;  /* 1 when the final window's point set repeated */
+} cnf_core_fit;
+int cnf_core_width(const double *x, size_t n, double k, cnf_core_fit *fit);
+
+/* Area under the ROC curve of scores of positives vs negatives:
+ * AUC = #{(i, j): s_pos_i > s_neg_j} + 1/2 #{ties}, divided by np nn (Mann-Whitney U / (np nn);
+ * = sklearn roc_auc_score with positives labelled 1).  O((np + nn) log) on sorted copies.
+ * NaN if either set is empty, a score is NaN, or a copy cannot be allocated. */
+double cnf_auc(const double *score_pos, size_t np, const double *score_neg, size_t nn);
+
+/* ParaFlow shower shapes of one image (jonaskann/ParaFlow utils.py and clustering.py,
+ * physics-spec.md 2.4).  img is (rows, cols) row-major; row = eta-like index, col = phi-like
+ * index; positions are crystal indices (r, c), distances in crystal units.  Energies are in the
+ * input's unit: the calo-photon generator writes MeV (`showers` (N, 128) = 16 (y) x 8 (x)
+ * window, row = jy, col = jx; `images_full` 24 x 24), so conf energies are MeV for its files.
+ *   e_total = sum of all crystals; e_max1 = the brightest crystal (first in row-major order on
+ *   ties), e_max2 = the largest of the other crystals (equal to e_max1 when two crystals tie;
+ *   NaN for a one-crystal image).
+ *   width = sum_i E_i |r_i - r_bar| / e_total, |.| Euclidean in (row, col), r_bar the energy
+ *   barycentre (ParaFlow shower_width).
+ *   r9 = (sum of the 3 x 3 crystals centred on the brightest one) / e_total; crystals outside the
+ *   image are ignored (physics-spec default), or, with conf->r9_clip_edges, the indices are
+ *   clipped to the image as ParaFlow's np.clip does (edge crystals counted more than once when
+ *   the maximum is on the border: only for bit-compatibility with their numbers).
+ *   n_clusters = DBSCAN over the crystals with E > cluster_e_min (strict, like ParaFlow's
+ *   image > threshold) at their (row, col) positions: neighbours are points at Euclidean
+ *   distance <= eps (sklearn/cuML convention); a core point has >= min_pts neighbours counting
+ *   itself; clusters are the eps-connected sets of core points plus the border points (non-core
+ *   points within eps of a core point); noise points are not counted.
+ * With e_total <= 0 (e.g. an all-zero generated image) width and r9 are NaN (not an error).
+ * CNF_ERR_ARG for rows or cols < 1, eps <= 0 or non-finite, min_pts < 1, non-finite e_min;
+ * CNF_ERR_NUMERIC for a non-finite crystal energy; CNF_ERR_NOMEM. */
+typedef struct cnf_shower_shape {
+  double e_total, e_max1, e_max2; /* sum, brightest and second-brightest crystal */
+  double width;                   /* energy-weighted mean distance to the barycentre (crystals) */
+  double r9;                      /* energy in the 3x3 around the brightest crystal / e_total */
+  int n_clusters;                 /* DBSCAN clusters of crystals with energy > e_min */
+} cnf_shower_shape;
+typedef struct cnf_shower_conf {
+  double cluster_e_min; /* crystal threshold, image unit (MeV for calo-photon): 400 */
+  double cluster_eps;   /* DBSCAN radius, crystals: 1.5 (8-neighbourhood) */
+  int cluster_min_pts;  /* DBSCAN core-point count including the point itself: 1 */
+  int r9_clip_edges;    /* 0 (default): out-of-image crystals ignored; 1: ParaFlow's np.clip */
+} cnf_shower_conf;
+/* ParaFlow's evaluation settings: e_min 400 MeV, eps 1.5 crystals, min_pts 1, r9_clip_edges 0. */
+void cnf_shower_conf_default(cnf_shower_conf *c);
+int cnf_shower_shape_compute(const double *img, int rows, int cols, const cnf_shower_conf *conf,
+                             cnf_shower_shape *s);
