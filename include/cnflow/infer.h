@@ -119,6 +119,49 @@ typedef struct cnf_scan_summary {
  * of job->out (temporary name, renamed when complete). */
 int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum);
 
+/* ---- `cnflow sample`: events drawn from an ensemble (src/infer/sample.c) ------------------ */
+/* Event i (of the split's first N rows, input row split_first + i) is drawn by member i mod K
+ * from the latent stream (seed, stream_id = i), the stream cnf_flow_sample gives event i, at
+ * the input's conditions of that row.  samples.h5 is written by the generic parallel writer
+ * (collective hyperslab writes, <out>.tmp renamed; byte-identical whatever the rank count):
+ *   /                   writer attrs (generator = "sample", options, seed, n_events, splits:
+ *                       every row "test") and format = "cnflow-samples", format_version = 1,
+ *                       input, split, split_first (int64), ensemble, members (int64), target,
+ *                       cond, truth ("" without reco), prep, model_noise (the members' training
+ *                       noise: the generated targets include it, the reference does not)
+ *   /generated/target   (N, D) f32  drawn targets in the input's raw units (columns, units)
+ *   /generated/log_prob (N, 1) f64  log p of the drawn event under its member
+ *   /generated/member   (N, 1) i32
+ *   /conditions         (N, C) f64  the input's conditions (columns named as the input's)
+ *   /reference/target   (N, D) f32  the input's targets of the same rows (absent with no target)
+ *   /generated/reco, /reference/reco (N, D) f32  truth + response, when every target column is
+ *                       d_<name> and the truth dataset has each <name> (the hgg layout)
+ */
+typedef struct cnf_sample_job {
+  char data[1024], split[16];
+  char target[256], target_columns[4096]; /* "" = the model's data binding (its provenance) */
+  char cond[256], cond_columns[1024];
+  char truth[256];            /* truth dataset for reco = truth + response ("truth") */
+  int no_reference_default;   /* 1: leave an empty -target empty (conditions-only input) */
+  char ensemble[1024], out[1024];
+  int64_t max_events;         /* first N rows of the split (0 = all) */
+  uint64_t seed;
+  double progress_s;
+  char prep[32], model_noise[64]; /* filled by cnf_sample_job_from_model */
+} cnf_sample_job;
+void cnf_sample_job_default(cnf_sample_job *job);
+/* Serial (any rank): fill the empty target / cond bindings and prep, model_noise from member
+ * 0's provenance. */
+int cnf_sample_job_from_model(cnf_sample_job *job);
+
+typedef struct cnf_sample_summary {
+  uint64_t events;
+  int ranks;
+  double seconds, events_per_s;
+} cnf_sample_summary;
+/* COLLECTIVE over comm. */
+int cnf_sample_file(const cnf_sample_job *job, MPI_Comm comm, cnf_sample_summary *sum);
+
 /* ---- joint fit of conditions shared by a set of showers (src/infer/fit.c) ------------------- */
 /* ParaFlow's stated future work: infer the upstream material (thickness d, distance b) from the
  * showers themselves.  For showers x_i with their own conditions c_i (e.g. the photon energy),
