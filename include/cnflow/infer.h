@@ -162,6 +162,50 @@ typedef struct cnf_sample_summary {
 /* COLLECTIVE over comm. */
 int cnf_sample_file(const cnf_sample_job *job, MPI_Comm comm, cnf_sample_summary *sum);
 
+/* ---- classifier test of generated vs reference events (src/infer/classifier.c) ------------ */
+/* An MLP (n_hidden ReLU layers of `hidden`, src/nn/mlp.c) trained by class-balanced binary
+ * cross-entropy (Adam, cosine-decayed lr) on the even events of both samples (at most
+ * max_train of each kind), features standardised on that training set; evaluated on the odd
+ * events.  auc: held-out ROC AUC (0.5: indistinguishable), auc_err its Hanley-McNeil error;
+ * w = D / (1 - D) on the held-out reference events (the learnt density ratio p_gen / p_ref:
+ * mean 1 and small spread for a good generator).  Deterministic in conf->seed. */
+typedef struct cnf_classifier_conf {
+  int hidden, n_hidden, epochs, batch;
+  double lr;
+  uint64_t seed;
+  int64_t max_train; /* per kind (0 = all even events) */
+} cnf_classifier_conf;
+void cnf_classifier_conf_default(cnf_classifier_conf *c); /* 2 x 64, 20 epochs, batch 256, 1e-3 */
+typedef struct cnf_classifier_result {
+  double auc, auc_err, w_mean, w_std, w_max, train_loss;
+  size_t n_train, n_test;
+} cnf_classifier_result;
+/* gen (n_gen, d), ref (n_ref, d) row-major features. */
+int cnf_classifier_test(const double *gen, size_t n_gen, const double *ref, size_t n_ref, int d,
+                        const cnf_classifier_conf *conf, cnf_classifier_result *res);
+
+/* ---- `cnflow evaluate`: samples.h5 -> metrics.h5 (src/infer/evaluate.c) -------------------- */
+/* Rank 0 reads samples.h5 and computes (other ranks wait for the status); layout of
+ * metrics.h5 in README "cnflow evaluate". */
+typedef struct cnf_eval_job {
+  char samples[1024], out[1024];
+  int n_bins;                /* histogram bins (50) */
+  double core_k;             /* core-width window +-k sigma (2) */
+  int image_rows, image_cols;/* image layout of 2-D targets (16 x 8: ParaFlow's window) */
+  int classifier;            /* 1: run the classifier test */
+  cnf_classifier_conf clf;
+  int64_t max_events;        /* first N events (0 = all) */
+} cnf_eval_job;
+void cnf_eval_job_default(cnf_eval_job *job);
+typedef struct cnf_eval_summary {
+  uint64_t events;
+  int members, dims;
+  char kind[16];             /* "hgg", "images" or "generic" */
+  double w1_mean, sep_mean, auc, auc_err, seconds, events_per_s;
+} cnf_eval_summary;
+/* COLLECTIVE over comm (status shared). */
+int cnf_eval_file(const cnf_eval_job *job, MPI_Comm comm, cnf_eval_summary *sum);
+
 /* ---- joint fit of conditions shared by a set of showers (src/infer/fit.c) ------------------- */
 /* ParaFlow's stated future work: infer the upstream material (thickness d, distance b) from the
  * showers themselves.  For showers x_i with their own conditions c_i (e.g. the photon energy),
