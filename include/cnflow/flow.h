@@ -78,6 +78,7 @@ typedef enum cnf_bijector_kind {
 typedef enum cnf_affine_scale {
   CNF_AFFINE_SCALE_EXP = 0,      /* log-scale s = u (the PyTorch peer) */
   CNF_AFFINE_SCALE_EXP_TANH = 1, /* s = tanh(u): scale in [1/e, e] (the CNF study) */
+  CNF_AFFINE_SCALE_SHIFT = 2,    /* s = 0, P = 1 (m only, no u): z = x - m (MSE regression) */
 } cnf_affine_scale;
 
 typedef enum cnf_coupling_tails {

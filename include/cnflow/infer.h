@@ -272,3 +272,37 @@ typedef struct cnf_fit_job {
 } cnf_fit_job;
 void cnf_fit_job_default(cnf_fit_job *job);
 int cnf_fit_file(const cnf_fit_job *job, MPI_Comm comm, cnf_fit_result *res);
+
+/* ---- `cnflow regress`: the direct-regression baseline (src/infer/regress.c) ----------------- */
+/* The calibration study's MSE regression (flows-reference.md 5.6) as a 1-D conditional flow
+ * trained by `cnflow train -prep regress`: z = log10(E / 10 GeV) - m(c) (shift-only maf_affine
+ * after the stored log / affine_fixed preprocessing), so member k's prediction is its inverse at
+ * z = 0, E_k = 10 GeV * 10^m_k(c), and the ensemble prediction is the mean of the E_k (E space,
+ * as the study).  Output: the scan.h5 layout above with method = "regression", e_min = e_max =
+ * NaN, n_grid = 0; per shower e_lo = e_hi = logl_max = NaN, n_maxima = 0, flags 0 or
+ * CNF_SCAN_FAILED (a non-finite prediction, e_pred NaN), e_true copied from the input. */
+/* c (n, C) raw inputs; e_pred (n) the ensemble mean in the target's raw unit; member_pred
+ * (K, n) (may be NULL) each member's prediction. */
+int cnf_regress_predict(cnf_flow *const *members, int K, int n, const cnf_real *c,
+                        double *e_pred, double *member_pred);
+
+typedef struct cnf_regress_job {
+  char data[1024], split[16];        /* input dataset file and split (train|val|test|all) */
+  char target[256], target_columns[256]; /* the true energy ("" = the model's binding) */
+  char cond[256], cond_columns[1024];    /* the regressor's inputs ("" = the model's binding) */
+  char ensemble[1024], out[1024];    /* manifest (DIR/ensemble.txt) or one model file; scan.h5 */
+  char prior[32];                    /* label of the training prior stored for `cnflow bias` */
+  int block;                         /* showers per flow call and per collective write (4096) */
+  int64_t max_showers;               /* first N showers of the split (0 = all) */
+  double progress_s;                 /* seconds between progress lines (0: none) */
+} cnf_regress_job;
+void cnf_regress_job_default(cnf_regress_job *job);
+
+typedef struct cnf_regress_summary {
+  uint64_t showers, failed;
+  int members;
+  double seconds, showers_per_s, mean_ratio; /* mean E_pred / E_true of the finite rows */
+} cnf_regress_summary;
+/* COLLECTIVE over comm: every rank predicts a contiguous run of whole blocks and writes its rows
+ * of job->out (<out>.tmp, renamed when complete); the file does not depend on the rank count. */
+int cnf_regress_file(const cnf_regress_job *job, MPI_Comm comm, cnf_regress_summary *sum);

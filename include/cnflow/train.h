@@ -91,6 +91,7 @@ typedef enum cnf_prep_kind {
   CNF_PREP_FLOWI,     /* x = 2 (log10(E/MeV + eps) - 1); condition log10(E_inc / 10 GeV) */
   CNF_PREP_PARAFLOW,  /* images / E_inc, logit(alpha); conditions log-mapped to [-1, 1] over
                          the training range (rejects pixels outside [0, E_inc]) */
+  CNF_PREP_REGRESS,   /* regression MLP (1-D shift-only MAF): t = log10(E_inc / 10 GeV), NLL = MSE/2 + const */
 } cnf_prep_kind;
 const char *cnf_prep_kind_name(cnf_prep_kind k);
 int cnf_prep_kind_from_name(const char *name); /* -1 if unknown */

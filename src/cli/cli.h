@@ -41,5 +41,6 @@ int cmd_bench(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_scan(int argc, char **argv);
 int cmd_bias(int argc, char **argv);
+int cmd_regress(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_fit(int argc, char **argv);

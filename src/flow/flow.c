@@ -88,7 +88,7 @@ static int validate_spec(const cnf_bijector_spec *s, int D, int C, int k) {
                            "bijector %d (%s): hidden = %d and n_hidden = %d must be >= 1", k,
                            name, s->hidden, s->n_hidden);
     if (s->kind == CNF_BIJ_MAF_AFFINE && s->scale_kind != CNF_AFFINE_SCALE_EXP &&
-        s->scale_kind != CNF_AFFINE_SCALE_EXP_TANH)
+        s->scale_kind != CNF_AFFINE_SCALE_EXP_TANH && s->scale_kind != CNF_AFFINE_SCALE_SHIFT)
       return cnf_error_set(CNF_ERR_ARG, "bijector %d (%s): unknown scale_kind %d", k, name,
                            (int)s->scale_kind);
     if (s->kind != CNF_BIJ_MAF_AFFINE)

@@ -22,7 +22,7 @@
  *                                   (eps: log z = log(x + eps); cond_scale:
  *                                   z = x exp(-(cond_a c'[cond_index] + cond_b)); absent in
  *                                   older files = 0),
- *                                   scale_kind ("exp" | "exp_tanh"), tails ("event" | "element")
+ *                                   scale_kind ("exp" | "exp_tanh" | "shift"), tails ("event" | "element")
  *                                   (every attribute is written for every kind; those that do
  *                                   not apply to a kind hold 0 or the enum's first value)
  *                            datasets: perm (int32, dim) for permute: density z = x[:, perm];
@@ -235,7 +235,7 @@ static int dset_read(hid_t loc, const char *name, hid_t mtype, size_t n, void *d
 }
 
 static const char *scale_kind_name(cnf_affine_scale s) {
-  return s == CNF_AFFINE_SCALE_EXP_TANH ? "exp_tanh" : "exp";
+  return s == CNF_AFFINE_SCALE_EXP_TANH ? "exp_tanh" : s == CNF_AFFINE_SCALE_SHIFT ? "shift" : "exp";
 }
 static const char *tails_name(cnf_coupling_tails t) {
   return t == CNF_TAILS_ELEMENT ? "element" : "event";
@@ -484,7 +484,9 @@ static int load_bijector(hid_t bgroup, int k, int D, cnf_bijector_spec *s, int *
   CNF_CALL_GOTO(rc, done, attr_read_opt_f64(g, "cond_b", &s->cond_b, where));
   if (H5Aexists(g, "scale_kind") > 0) {
     CNF_CALL_GOTO(rc, done, attr_read_str(g, "scale_kind", buf, sizeof buf, where));
-    if (parse_enum(buf, "exp", "exp_tanh", &v) < 0) {
+    if (strcmp(buf, "shift") == 0) /* shift-only maf_affine (P = 1, the regression MLP) */
+      v = CNF_AFFINE_SCALE_SHIFT;
+    else if (parse_enum(buf, "exp", "exp_tanh", &v) < 0) {
       rc = cnf_error_set(CNF_ERR_FORMAT, "%s: unknown scale_kind '%s'", where, buf);
       goto done;
     }

@@ -1,7 +1,9 @@
 /* Masked autoregressive flow blocks (Papamakarios et al. 2017): a conditional MADE
  * (src/nn/made.c) gives P parameters per dimension, theta_d = MADE(x_{<d}, c), and an
  * elementwise monotone map z_d = f(x_d; theta_d) is applied:
- *   maf_affine: theta_d = (m, u), s = u or tanh(u), z_d = (x_d - m) exp(-s), log|dz_d/dx_d| = -s
+ *   maf_affine: theta_d = (m, u), s = u or tanh(u), z_d = (x_d - m) exp(-s), log|dz_d/dx_d| = -s;
+ *               scale kind "shift": theta_d = m only (P = 1), z_d = x_d - m, log-det 0, so the
+ *               NLL of a 1-D block is MSE/2 + const (the regression baseline of `cnflow regress`)
  *   maf_rqs:    theta_d = the 3K-1 raw spline parameters of the rqs.c kernel.
  * The density direction is one MADE pass.  The sampling direction inverts dimension by
  * dimension with the MADE's sequential mode (only the newly determined hidden units are
@@ -43,6 +45,7 @@ static inline float maf_tanh_fast(float u) {
 typedef struct maf_impl {
   cnf_made *made;
   int P, rqs;        /* rqs: 1 for maf_rqs, 0 for maf_affine */
+  int shift;         /* maf_affine with scale kind SHIFT: P = 1, no log-scale parameter */
   cnf_rqs_conf conf; /* maf_rqs */
   int nmax;
   cnf_real *theta;   /* (nmax, D*P) MADE output of the last forward */
@@ -136,6 +139,11 @@ static int maf_forward(cnf_bijector *b, int n, const cnf_real *x, const cnf_real
   const cnf_affine_scale kind = b->spec.scale_kind;
   cnf_real *sc = im->e1;
   const size_t nd = (size_t)n * D;
+  if (im->shift) { /* z = x - m: unit Jacobian, logdet unchanged */
+    for (size_t e = 0; e < nd; e++)
+      z[e] = x[e] - im->theta[e];
+    return 0;
+  }
   if (kind == CNF_AFFINE_SCALE_EXP)
     maf_affine_forward_elems(CNF_AFFINE_SCALE_EXP, nd, im->theta, x, z, sc);
   else
@@ -176,7 +184,14 @@ static int maf_backward(cnf_bijector *b, int n, const cnf_real *x, const cnf_rea
     return cnf_error_set(CNF_ERR_STATE, "%s backward: batch %d larger than the last forward's "
                                         "cache (%d)", maf_name(b), n, im->nmax);
   cnf_real *direct = im->e1;
-  if (im->rqs) {
+  if (im->shift) {
+    /* z = x - m: dz/dm = -1, dz/dx = 1, no log-det term */
+    const size_t nd = (size_t)n * D;
+    for (size_t e = 0; e < nd; e++) {
+      im->dtheta[e] = -dz[e];
+      direct[e] = dz[e];
+    }
+  } else if (im->rqs) {
     for (int i = 0; i < n; i++)
       for (int d = 0; d < D; d++)
         im->e2[(size_t)i * D + d] = dlogdet[i];
@@ -232,6 +247,11 @@ static void maf_invert_column(cnf_bijector *b, maf_impl *im, int nt, int d, cons
       x[(size_t)i * D + d] = im->seq_x[i];
       logdet[i] += im->seq_ld[i];
     }
+    return;
+  }
+  if (im->shift) {
+    for (int i = 0; i < nt; i++)
+      x[(size_t)i * D + d] = z[(size_t)i * D + d] + th[i];
     return;
   }
   const cnf_affine_scale kind = b->spec.scale_kind;
@@ -318,7 +338,8 @@ static int maf_validate(const cnf_bijector *b) {
     return cnf_error_set(CNF_ERR_ARG, "%s: hidden = %d and n_hidden = %d must be >= 1", name,
                          s->hidden, s->n_hidden);
   if (s->kind == CNF_BIJ_MAF_AFFINE) {
-    if (s->scale_kind != CNF_AFFINE_SCALE_EXP && s->scale_kind != CNF_AFFINE_SCALE_EXP_TANH)
+    if (s->scale_kind != CNF_AFFINE_SCALE_EXP && s->scale_kind != CNF_AFFINE_SCALE_EXP_TANH &&
+        s->scale_kind != CNF_AFFINE_SCALE_SHIFT)
       return cnf_error_set(CNF_ERR_ARG, "%s: unknown scale kind %d", name, (int)s->scale_kind);
     return 0;
   }
@@ -349,7 +370,9 @@ int cnf_bij_maf_create(cnf_bijector *b) {
     return CNF_ERR_NOMEM;
   const cnf_bijector_spec *s = &b->spec;
   im->rqs = s->kind == CNF_BIJ_MAF_RQS;
-  im->P = im->rqs ? 3 * s->bins - 1 : 2;
+  /* a shift-only block allocates no log-scale outputs (no dead parameters in the file) */
+  im->shift = !im->rqs && s->scale_kind == CNF_AFFINE_SCALE_SHIFT;
+  im->P = im->rqs ? 3 * s->bins - 1 : im->shift ? 1 : 2;
   if (im->rqs)
     im->conf = (cnf_rqs_conf){.K = s->bins,
                               .B = (cnf_real)s->tail_bound,

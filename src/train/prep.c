@@ -9,6 +9,15 @@
  *            x = 2 (log10(E/MeV + eps) - 1); c' = log10(E_inc / 10 GeV)
  *   paraflow [cond_scale(E), logit(alpha), core...]: x / E_inc then logit;
  *            c' = 2 (ln c - ln lo) / (ln hi - ln lo) - 1 over the training range [lo, hi]
+ *   regress  [log(0), affine_fixed(ln(10 GeV / u), ln10), maf_affine shift-only]: the study's
+ *            direct-regression MLP (flows-reference.md 5.6) as a 1-D conditional flow.  With
+ *            D = 1 no hidden MADE unit may see the target, so m(c) is an MLP of the conditions
+ *            (plus the direct Wc term) and z = t - m(c) with t = log10(E_inc / 10 GeV): the NLL
+ *            is MSE/2 + const, i.e. MSE training, and the inverse at z = 0 is the prediction
+ *            E = 10 GeV * 10^m(c).  The architecture is fixed here (RegressionLayerNet: 3 hidden
+ *            layers of 256 ReLU; -flow_hidden / -flow_n_hidden override it, -preset is not
+ *            read); conditions are the raw layer energies in units of 100 GeV (no log, no
+ *            noise), c' = c * (MeV per unit) / 1e5.
  */
 #include "train_impl.h"
 
@@ -16,14 +25,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const prep_names[] = {"none", "cnf", "flowi", "paraflow"};
+static const char *const prep_names[] = {"none", "cnf", "flowi", "paraflow", "regress"};
 
 const char *cnf_prep_kind_name(cnf_prep_kind k) {
-  return (int)k >= 0 && k <= CNF_PREP_PARAFLOW ? prep_names[k] : "unknown";
+  return (int)k >= 0 && k <= CNF_PREP_REGRESS ? prep_names[k] : "unknown";
 }
 
 int cnf_prep_kind_from_name(const char *name) {
-  for (int k = 0; k <= CNF_PREP_PARAFLOW; k++)
+  for (int k = 0; k <= CNF_PREP_REGRESS; k++)
     if (name && strcmp(name, prep_names[k]) == 0)
       return k;
   return -1;
@@ -223,6 +232,41 @@ int train_prep_build(MPI_Comm comm, const cnf_study_conf *conf, const train_shar
     specs[n++] = (cnf_bijector_spec){.kind = CNF_BIJ_LOGIT, .alpha = conf->logit_alpha};
     break;
   }
+  case CNF_PREP_REGRESS: {
+    if (D != 1) {
+      rc = cnf_error_set(CNF_ERR_ARG, "%s: regress preprocessing needs one target column (the "
+                         "incident energy), got %d (-target incident_energies)", tr->file, D);
+      goto done;
+    }
+    if (conf->flow_blocks > 1) {
+      rc = cnf_error_set(CNF_ERR_ARG, "-flow_blocks %d: the regression MLP is one block",
+                         conf->flow_blocks);
+      goto done;
+    }
+    double u;
+    CNF_CALL_GOTO(rc, done, unit_mev(tr->target_units[0], "the target (incident energy)", &u));
+    /* t = ln(E) / ln 10 - log10(10 GeV / u) = log10(E / 10 GeV); eps 0: E must be > 0 */
+    specs[n++] = (cnf_bijector_spec){.kind = CNF_BIJ_LOG, .eps = 0};
+    pre_shift[0] = log(1e4 / u);
+    pre_scale[0] = M_LN10;
+    specs[n++] = (cnf_bijector_spec){.kind = CNF_BIJ_AFFINE_FIXED, .shift = pre_shift,
+                                     .scale = pre_scale};
+    for (int j = 0; j < C; j++) {
+      double cu;
+      char what[96];
+      snprintf(what, sizeof what, "condition '%s'", tr->cond_names[j]);
+      CNF_CALL_GOTO(rc, done, unit_mev(tr->cond_units[j], what, &cu));
+      scale[j] = cu / 1e5; /* units of 100 GeV, the study's inputs */
+    }
+    specs[n++] = (cnf_bijector_spec){.kind = CNF_BIJ_MAF_AFFINE,
+                                     .hidden = conf->flow_hidden > 0 ? conf->flow_hidden : 256,
+                                     .n_hidden = conf->flow_n_hidden > 0 ? conf->flow_n_hidden : 3,
+                                     .scale_kind = CNF_AFFINE_SCALE_SHIFT};
+    CNF_CALL_GOTO(rc, done, cnf_flow_create(D, C, n, specs, flow));
+    if (C > 0)
+      CNF_CALL_GOTO(rc, done, cnf_flow_set_cond_transform(*flow, map, shift, scale));
+    goto done;
+  }
   default:
     break;
   }
@@ -271,6 +315,9 @@ void train_prep_support(const train_prep *p, const train_shard *s, unsigned char
         ok = x[j] >= 0;
       for (int j = 0; j < C && ok; j++)
         ok = c[j] > 0;
+      break;
+    case CNF_PREP_REGRESS: /* log(E): a positive incident energy */
+      ok = x[0] > 0;
       break;
     case CNF_PREP_PARAFLOW: {
       double e = c[p->energy_col];
