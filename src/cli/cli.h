@@ -43,4 +43,5 @@ int cmd_scan(int argc, char **argv);
 int cmd_bias(int argc, char **argv);
 int cmd_regress(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+int cmd_evaluate(int argc, char **argv);
 int cmd_fit(int argc, char **argv);

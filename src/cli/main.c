@@ -14,6 +14,7 @@ static const cnf_command commands[] = {
     {"train", "train a flow (or an ensemble) on a dataset file, with checkpoint/resume", cmd_train, 1},
     {"scan", "per-shower maximum-likelihood calibration over a trained ensemble", cmd_scan, 1},
     {"sample", "draw events from a trained ensemble at a dataset's conditions (samples.h5)", cmd_sample, 1},
+    {"evaluate", "metrics of generated vs reference events (samples.h5 -> metrics.h5)", cmd_evaluate, 1},
     {"regress", "direct-regression baseline: predict E_inc with a regression ensemble (scan.h5 layout)", cmd_regress, 1},
     {"bias", "bias and resolution table (KDE mode of E_pred/E_true) from scan files", cmd_bias, 1},
     {"fit", "joint maximum-likelihood fit of conditions shared by a set of showers (material d, b)", cmd_fit, 1},
