@@ -27,13 +27,19 @@
 #define BENCH_MAX_ITEMS 64
 
 typedef struct bench_model {
-  char key;              /* 'A', 'B', 'C' */
+  char key;              /* 'A', 'B', 'C', 'D' */
   const char *preset;
   int sample_batch;      /* the peer's sampling batch */
+  int D, C;              /* 0: the preset's */
+  int has_peer;          /* the PyTorch peer has this configuration */
 } bench_model;
 
-static const bench_model bench_models[] = {
-    {'A', "cnf_peer", 10000}, {'B', "paraflow", 1000}, {'C', "flowi", 10000}};
+/* D = the CaloINN coupling flow on ParaFlow's 128-crystal images with its 3 conditions: the
+ * fast sampler the study set against MAF sampling (model B); the peer has no coupling flow. */
+static const bench_model bench_models[] = {{'A', "cnf_peer", 10000, 0, 0, 1},
+                                           {'B', "paraflow", 1000, 0, 0, 1},
+                                           {'C', "flowi", 10000, 0, 0, 1},
+                                           {'D', "caloinn", 1000, 128, 3, 0}};
 
 /* One measured item (ours, and the peer's figure when it ran). */
 typedef struct bench_item {
@@ -61,7 +67,7 @@ static int bench_read_options(bench_opts *o) {
   const char *env_peer = getenv("CNFLOW_PEER_DIR");
   char def_peer[1024];
   snprintf(def_peer, sizeof def_peer, "%s", env_peer ? env_peer : CNFLOW_SOURCE_DIR "/../shared/bench");
-  CNF_CALL(cli_get_string("bench_models", "A,B,C", "models: A (cnf_peer), B (paraflow), C (flowi)",
+  CNF_CALL(cli_get_string("bench_models", "A,B,C,D", "models: A (cnf_peer), B (paraflow), C (flowi), D (caloinn, 128-D images)",
                           o->models, sizeof o->models));
   CNF_CALL(cli_get_string("bench_batches", "256,1024,4096", "training batch sizes", batches,
                           sizeof batches));
@@ -190,7 +196,7 @@ static void bench_make_data(char key, int n, int D, int C, cnf_real *x, cnf_real
     cnf_rng_init(&r, 1, (uint64_t)i, 0);
     for (int j = 0; j < D; j++) {
       double z = cnf_rng_normal(&r);
-      x[(size_t)i * D + j] = (cnf_real)(key == 'A' ? 0.98 * tanh(z) : key == 'B' ? 1.2 * z : 3.0 * z);
+      x[(size_t)i * D + j] = (cnf_real)(key == 'A' ? 0.98 * tanh(z) : (key == 'B' || key == 'D') ? 1.2 * z : 3.0 * z);
     }
     for (int j = 0; j < C; j++)
       c[(size_t)i * C + j] = (cnf_real)(key == 'C' ? 2.0 * cnf_rng_uniform(&r) : cnf_rng_normal(&r));
@@ -259,7 +265,7 @@ static int bench_model_ours(const bench_model *m, const bench_opts *o, double sg
                             bench_item *items, int *n_items) {
   bench_ctx b = {0};
   int rc;
-  CNF_CALL(cnf_flow_create_preset(m->preset, 0, 0, 1, &b.f));
+  CNF_CALL(cnf_flow_create_preset(m->preset, m->D, m->C, 1, &b.f));
   const int D = cnf_flow_dim(b.f), C = cnf_flow_cond_dim(b.f);
   const int sample_batch = o->sample_batch > 0 ? o->sample_batch : m->sample_batch;
   int nmax = o->logprob_batch > sample_batch ? o->logprob_batch : sample_batch;
@@ -411,6 +417,12 @@ static void bench_print_table(const bench_item *items, int n, double sgemm) {
     printf("%-5c %-8s %6d %13.1f %13s %8s %13s %7s\n", it->model, it->kind, it->batch, it->eps,
            peer, ratio, bound, frac);
   }
+  /* the figure the calorimeter studies quote: time per generated shower on one core */
+  for (int i = 0; i < n; i++)
+    if (strcmp(items[i].kind, "sample") == 0 && (items[i].model == 'B' || items[i].model == 'D'))
+      printf("sampling %c (%s): %.4f ms per shower (1 core, batch %d)\n", items[i].model,
+             items[i].model == 'B' ? "ParaFlow MAF, 128-D" : "CaloINN coupling, 128-D",
+             1e3 / items[i].eps, items[i].batch);
   printf("GEMM bound = sgemm peak / dense GEMM FLOPs per event (masked zeros included; training\n"
          "3 passes; sampling the peer's sliced inversion, which cnflow's sequential MADE beats by\n"
          "skipping masked blocks, so %%bound > 100%% is possible there)\n");
@@ -488,7 +500,7 @@ static int bench_run(const bench_opts *o) {
       continue;
     int first = n_items;
     CNF_CALL(bench_model_ours(&bench_models[m], o, sgemm, items, &n_items));
-    if (o->peer) /* right after ours: the machine drifts over minutes */
+    if (o->peer && bench_models[m].has_peer) /* right after ours: the machine drifts */
       bench_model_peer(bench_models[m].key, o, items + first, n_items - first);
   }
   bench_print_table(items, n_items, sgemm);
