@@ -213,8 +213,9 @@ static void test_bootstrap_resolution_normal(void **state) {
   double t0 = cnf_time_now();
   assert_int_equal(cnf_kde_bootstrap_mode(x, n, &cfg, &res, NULL, NULL), 0);
   double dt = cnf_time_now() - t0;
+  /* printed, not asserted: speed is the benchmarks' business (a timed assertion fails under
+   * valgrind or on a loaded node without anything being wrong) */
   print_message("bootstrap KDE mode, 20 x 100k points, 10k grid: %.3f s\n", dt);
-  assert_true(dt < 20.0);
   assert_close(res.mode_mean, 1.0, 0, 0.01);
   /* p ~ 50, so the half-width is (q84 - q16)/2 = 0.1 Phi^-1(0.84) */
   assert_close(res.res_mean, 0.1 * 0.994457883209753, 0.02, 0);
