@@ -38,10 +38,10 @@ static int read_data_options(cnf_study_conf *c) {
 static int read_prep_options(cnf_study_conf *c) {
   char prep[32];
   CNF_CALL(cli_get_string("prep", "none", "preprocessing stored in the model: none | cnf | flowi "
-                          "| paraflow", prep, sizeof prep));
+                          "| paraflow | regress (the MSE baseline: a 1-D shift-only flow)", prep, sizeof prep));
   int k = cnf_prep_kind_from_name(prep);
   if (k < 0)
-    return cnf_error_set(CNF_ERR_ARG, "-prep '%s': expected none, cnf, flowi or paraflow", prep);
+    return cnf_error_set(CNF_ERR_ARG, "-prep '%s': expected none, cnf, flowi, paraflow or regress", prep);
   c->prep = (cnf_prep_kind)k;
   CNF_CALL(cli_get_string("target_scale", "1", "cnf: scale of each target (1 or one per column)",
                           c->target_scale, sizeof c->target_scale));
