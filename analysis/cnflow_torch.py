@@ -1,86 +1,82 @@
 #!/usr/bin/python3
-"""Rebuild a cnflow model file as a PyTorch model (the independent peer of shared/bench).
+"""A cnflow model file as a PyTorch module: a self-contained re-implementation of every cnflow
+bijector, written from the model-file documentation (README "Model file", include/cnflow/flow.h
+"Parameter layout"), for densities, samples and gradients outside cnflow.
 
 Usage as a library (physicists: this is how to get a trained cnflow flow into PyTorch):
 
     import sys; sys.path.insert(0, "<cnflow>/analysis")
     import cnflow_torch
-    model = cnflow_torch.load("model.h5")            # float64 by default
+    model = cnflow_torch.load("model.h5")            # float64 by default (dtype=...)
     logp = model.log_prob(x, c)                      # x (n, D), c (n, C) raw conditions
     x_new, logp_new = model.sample(c, generator=torch.Generator().manual_seed(1))
     x_z, logdet = model.inverse(z, c)                # sampling direction from given latents
-    flat = model.params_to_cnflow()                  # parameters back in cnflow's order
-    grads = model.grads_to_cnflow()                  # .grad of every tensor, cnflow's order
+    z, logdet = model.forward(x, c)                  # density direction: latents, log|det dz/dx|
+    flat = model.params_to_cnflow()                  # parameters in /model/params order
+    grads = model.grads_to_cnflow()                  # .grad after backward(), same order
+    info = cnflow_torch.read_model_file("model.h5")  # the file as plain Python / numpy
 
-What it builds: the MAF blocks are the peer's own classes (CondMAF / MAFBlock / CondMADE from
-torch_flows.py, imported from $CNFLOW_PEER_DIR, default <repo>/../shared/bench), so a density
-computed here is an independent re-implementation of cnflow's.  The model file is read with
-h5py; its layout (include/cnflow/flow.h, README "Model file"):
-    /            attrs format = "cnflow-model", format_version = 1
-    /model       attrs dim, cond_dim, n_bijectors, n_params, real_type
-    /model/params                   (n_params) every trainable parameter, spec order
-    /model/bijectors/NNN            attrs kind, param_offset, n_params, hidden, n_hidden, bins,
-                                    tail_bound, min_bin_width, min_bin_height, min_derivative,
-                                    scale_kind ("exp" / "exp_tanh"); dataset perm (permute)
-    /model/condition/{map,shift,scale}   c' = (map(c) - shift) * scale, map 0 id, 1 log10, 2 ln
-Supported chains: [tanh] [permute] maf ([permute] maf)*  with all MAF blocks alike (all affine or all RQS,
-same width/depth/bins): the three reference architectures and the toy.
+Only torch, numpy and h5py are needed.  Every preset is supported (cnf, cnf_peer, paraflow,
+flowi, flowi_paper, caloinn, toy) and so is any chain of the ten bijector kinds, including the
+fixed preprocessing bijectors that `cnflow train` puts in front (tanh, logit, affine_fixed,
+log, cond_scale) and the condition transform.
 
-How cnflow's parameters map onto the peer's (the contract is flow.h's "Parameter layout"):
-  * hidden units: cnflow sorts the peer's degree sequence deg(k) = k % max(1, D-1) + min(1, D-1)
-    ascending (stable), so cnflow's hidden unit j is the peer's unit argsort(deg)[j];
-  * MADE output rows: cnflow is dimension-major (row d*P + p), the peer parameter-major
-    (row p*D + d);
-  * RQS width/height logits: the peer divides them by sqrt(hidden) internally, cnflow does not,
-    so those output rows (weights, biases, Wc) are multiplied by sqrt(hidden) when loading;
-  * cnflow's direct condition -> output weights Wc (D*P, C) have no counterpart in the peer:
-    they are cnflow's deliberate fix of the "first-feature" bug of conditional MADEs (in the
-    peer, as in nflows, the first dimension's parameters cannot depend on c at all).  They are
-    added here by replacing each peer CondMADE.forward with one that adds c @ Wc^T (Wc held as
-    an extra parameter `cnflow_wc`, in the peer's parameter-major row order);
-  * scale_kind "exp_tanh" (s = tanh(u)) is applied in the same patched forward; the peer's own
-    affine uses s = u ("exp");
-  * the peer's sliced inversion reads the output layer directly and would bypass the patched
-    forward, so sampling uses the peer's naive inversion (D full MADE passes per block).
+How the file maps onto the module
+  * /model/params is held as ONE torch Parameter per trainable bijector, the bijector's slice
+    params[param_offset : param_offset + n_params] verbatim; the forward passes read weights
+    as views of it in flow.h's order.  params_to_cnflow / grads_to_cnflow are therefore plain
+    concatenations, and parameter gradients line up with cnflow's gradient buffer element by
+    element.
+  * MADE (maf_affine, maf_rqs): W0 (H, D+C) [x columns, then c columns], b0, [W_l, b_l] for
+    l = 1..L-1, Wout (D*P, H) with row d*P + p, bout, Wc (D*P, C).  Hidden degrees: the sequence
+    deg(k) = k mod max(1, D-1) + min(1, D-1) for k = 0..H-1, stable-sorted ascending, the same in
+    every hidden layer; input x_d (0-based d) has degree d+1.  Masks: hidden <- x_d where
+    deg >= d+1, hidden <- hidden where deg_out >= deg_in, output of dimension d <- hidden where
+    deg < d+1 (conditions never masked, Wc unmasked).  ReLU after every hidden layer.  The mask
+    is applied by multiplication, so masked weights get zero gradients, as in cnflow.
+  * maf_affine: (m, u) per dimension, s = u ("exp"), tanh(u) ("exp_tanh") or 0 ("shift"),
+    z = (x - m) exp(-s), log|dz/dx| = -s.
+  * maf_rqs / coupling_rqs: [K width logits | K height logits | K-1 derivative logits] per
+    element; sizes min + (1 - K min) softmax, knots -B .. B (cumulative sums, endpoints forced),
+    interior derivatives min_d + softplus, boundary derivatives 1; bin = number of interior knots
+    <= value; identity outside [-B, B].  coupling_rqs: x1 = first ceil(D/2) dims pass, theta =
+    MLP([x1, c]) (LeakyReLU 0.01, rows j*P + p for x2_j); tails "event" leave the whole x2 of an
+    event untouched if any |x2_j| > B (the same test on z2 when sampling), "element" are
+    elementwise.
+  * The evaluation is vectorised over events; sampling a MAF block inverts one dimension at a
+    time (D MADE passes per block; cnflow computes the same values incrementally).
+Inputs outside a bijector's domain (|x| >= 1 for tanh, logit argument outside (0, 1), log of
+x + eps <= 0) raise ValueError naming the bijector, row and column, as cnflow refuses them.
 """
 import math
-import os
 import sys
-import types
 
 import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-PEER_DIR = os.environ.get("CNFLOW_PEER_DIR",
-                          os.path.join(os.path.dirname(_HERE), "..", "shared", "bench"))
-if PEER_DIR not in sys.path:
-    sys.path.insert(0, PEER_DIR)
-try:
-    import torch_flows as tf  # the PyTorch peer
-except ImportError as e:  # pragma: no cover - reported to the user as one clear line
-    raise ImportError(f"cnflow_torch: cannot import torch_flows.py from {PEER_DIR} "
-                      f"(set CNFLOW_PEER_DIR): {e}") from e
-
-COND_MAPS = {0: lambda c: c, 1: torch.log10, 2: torch.log}
+LOG_2PI = math.log(2.0 * math.pi)
+KINDS = ("maf_affine", "maf_rqs", "coupling_rqs", "actnorm", "permute", "tanh", "logit",
+         "affine_fixed", "log", "cond_scale")
+SCALE_KINDS = ("exp", "exp_tanh", "shift")
+COND_MAP_NAMES = {0: "identity", 1: "log10", 2: "ln"}
 
 
+# ---- reading the file ---------------------------------------------------------------------------
 def _attr(group, name, default=None):
     v = group.attrs.get(name, default)
-    if isinstance(v, bytes):
-        return v.decode()
-    if isinstance(v, np.ndarray) and v.shape == (1,):
-        v = v[0]
-    if isinstance(v, (np.bytes_,)):
-        return v.decode()
+    if isinstance(v, np.ndarray) and v.shape in ((1,), ()):
+        v = v.reshape(-1)[0]
+    if isinstance(v, (bytes, np.bytes_)):
+        v = v.decode()
     return v
 
 
 def read_model_file(path):
-    """The model file as plain Python: dict(dim, cond_dim, params (np.float64), bijectors=[dict],
-    cond_map, cond_shift, cond_scale, real_type)."""
+    """The model file as plain Python: dict(dim, cond_dim, n_params, real_type, params (float64),
+    bijectors=[dict of attributes, plus perm / shift / scale arrays], cond_map, cond_shift,
+    cond_scale, provenance=dict)."""
     with h5py.File(path, "r") as f:
         if _attr(f, "format") != "cnflow-model":
             raise ValueError(f"{path}: not a cnflow model file (root attribute format != cnflow-model)")
@@ -93,229 +89,537 @@ def read_model_file(path):
         if out["params"].size != out["n_params"]:
             raise ValueError(f"{path}: /model/params has {out['params'].size} values, "
                              f"n_params = {out['n_params']}")
-        bij = []
+        nb = int(_attr(m, "n_bijectors"))
         g = m["bijectors"]
-        for name in sorted(g.keys()):
+        bij = []
+        for k in range(nb):
+            name = f"{k:03d}"
+            if name not in g:
+                raise ValueError(f"{path}: /model/bijectors/{name} is missing (n_bijectors = {nb})")
             b = g[name]
-            d = {k: _attr(b, k) for k in b.attrs.keys()}
-            if "perm" in b:
-                d["perm"] = np.asarray(b["perm"][...], dtype=np.int64)
+            d = {a: _attr(b, a) for a in b.attrs.keys()}
+            for ds, typ in (("perm", np.int64), ("shift", np.float64), ("scale", np.float64)):
+                if ds in b:
+                    d[ds] = np.asarray(b[ds][...], dtype=typ).reshape(-1)
             bij.append(d)
-        if len(bij) != int(_attr(m, "n_bijectors")):
-            raise ValueError(f"{path}: {len(bij)} bijector groups, n_bijectors = {_attr(m, 'n_bijectors')}")
         out["bijectors"] = bij
         C = out["cond_dim"]
+        out["cond_map"], out["cond_shift"], out["cond_scale"] = np.zeros(C, np.int64), np.zeros(C), np.ones(C)
         if "condition" in m:
             cg = m["condition"]
-            out["cond_map"] = np.asarray(cg["map"][...]).reshape(-1) if "map" in cg else np.zeros(C, int)
-            out["cond_shift"] = np.asarray(cg["shift"][...], np.float64).reshape(-1) if "shift" in cg else np.zeros(C)
-            out["cond_scale"] = np.asarray(cg["scale"][...], np.float64).reshape(-1) if "scale" in cg else np.ones(C)
-        else:
-            out["cond_map"], out["cond_shift"], out["cond_scale"] = np.zeros(C, int), np.zeros(C), np.ones(C)
+            if "map" in cg:
+                out["cond_map"] = np.asarray(cg["map"][...], np.int64).reshape(-1)
+            if "shift" in cg:
+                out["cond_shift"] = np.asarray(cg["shift"][...], np.float64).reshape(-1)
+            if "scale" in cg:
+                out["cond_scale"] = np.asarray(cg["scale"][...], np.float64).reshape(-1)
+        out["provenance"] = ({a: _attr(f["provenance"], a) for a in f["provenance"].attrs.keys()}
+                             if "provenance" in f else {})
         return out
 
 
-def _cond_map_code(v):
-    if isinstance(v, (bytes, np.bytes_)):
-        v = v.decode()
-    if isinstance(v, str):
-        return {"identity": 0, "log10": 1, "log": 2, "ln": 2}[v]
-    return int(v)
+# ---- numerics shared by the bijectors -----------------------------------------------------------
+def _softplus(u):
+    """log(1 + e^u) without torch's threshold switch (cnflow: max(u, 0) + log1p(e^-|u|))."""
+    return torch.clamp(u, min=0) + torch.log1p(torch.exp(-torch.abs(u)))
 
 
-def _made_index_maps(D, C, H, L, P, offset, rqs_bins):
-    """For one MADE: (peer attribute path, index array into cnflow's flat buffer, scale array) for
-    every peer tensor.  peer_tensor = scale * flat[index] element by element (a bijection)."""
-    deg = np.arange(H) % max(1, D - 1) + min(1, D - 1)
-    perm = np.argsort(deg, kind="stable")  # cnflow unit j = peer unit perm[j]
-    maps = []
-    o = offset
-
-    def take(n):
-        nonlocal o
-        idx = np.arange(o, o + n)
-        o += n
-        return idx
-
-    w0 = take(H * (D + C)).reshape(H, D + C)
-    pw0 = np.empty_like(w0)
-    pw0[perm, :] = w0
-    b0 = take(H)
-    pb0 = np.empty_like(b0)
-    pb0[perm] = b0
-    maps += [("hidden_layers.0.weight", pw0, None), ("hidden_layers.0.bias", pb0, None)]
-    for l in range(1, L):
-        w = take(H * H).reshape(H, H)
-        pw = np.empty_like(w)
-        pw[np.ix_(perm, perm)] = w
-        b = take(H)
-        pb = np.empty_like(b)
-        pb[perm] = b
-        maps += [(f"hidden_layers.{l}.weight", pw, None), (f"hidden_layers.{l}.bias", pb, None)]
-    # output rows: cnflow r = d*P + p  ->  peer p*D + d
-    d_idx, p_idx = np.divmod(np.arange(D * P), P)
-    peer_row = p_idx * D + d_idx
-    row_scale = np.ones(D * P)
-    if rqs_bins:
-        row_scale[peer_row[p_idx < 2 * rqs_bins]] = math.sqrt(H)  # peer divides logits by sqrt(H)
-    wout = take(D * P * H).reshape(D * P, H)
-    pwout = np.empty_like(wout)
-    pwout[np.ix_(peer_row, perm)] = wout
-    bout = take(D * P)
-    pbout = np.empty_like(bout)
-    pbout[peer_row] = bout
-    wc = take(D * P * C).reshape(D * P, C)
-    pwc = np.empty_like(wc)
-    pwc[peer_row, :] = wc
-    maps += [("out.weight", pwout, row_scale[:, None] * np.ones((1, H))),
-             ("out.bias", pbout, row_scale.copy()),
-             ("cnflow_wc", pwc, row_scale[:, None] * np.ones((1, C)))]
-    return maps, o - offset
+def _log1m_tanh2(z):
+    """log(1 - tanh(z)^2) = 2 (log 2 - |z| - softplus(-2|z|)), finite for any z."""
+    a = torch.abs(z)
+    return 2.0 * (math.log(2.0) - a - torch.log1p(torch.exp(-2.0 * a)))
 
 
-def _patched_made_forward(self, x, c):
-    """Peer CondMADE.forward plus cnflow's direct condition -> output term (and exp_tanh)."""
-    out = self.out(self.hidden_state(x, c)) + F.linear(c, self.cnflow_wc)
-    out = out.view(x.shape[0], self.P, self.D)
-    if self.cnflow_scale_tanh:  # cnflow CNF_AFFINE_SCALE_EXP_TANH: s = tanh(u)
-        out = torch.cat([out[:, :1], torch.tanh(out[:, 1:2]), out[:, 2:]], dim=1)
-    return out
+def _check_domain(ok, what, x):
+    if not bool(torch.all(ok)):
+        i, j = [int(v) for v in torch.nonzero(~ok)[0]]
+        raise ValueError(f"cnflow_torch: {what}: input row {i} column {j} = {float(x[i, j]):g} "
+                         f"is outside the bijector's domain")
 
 
+def rqs(v, theta, K, B, min_w, min_h, min_d, inverse=False):
+    """Elementwise rational-quadratic spline with identity tails outside [-B, B].
+    v (...), theta (..., 3K-1).  Returns (out, log|d out / d v|) of the density direction
+    (inverse=False, v = x) or of the sampling direction (inverse=True, v = z)."""
+    uw, uh, ud = theta[..., :K], theta[..., K:2 * K], theta[..., 2 * K:]
+
+    def knots(u, mn):
+        sizes = mn + (1.0 - K * mn) * torch.softmax(u, dim=-1)
+        inner = 2.0 * B * torch.cumsum(sizes, dim=-1)[..., :K - 1] - B
+        edge = torch.full_like(inner[..., :1], B)
+        return torch.cat([-edge, inner, edge], dim=-1)  # (..., K+1), endpoints exact
+
+    cw, ch = knots(uw, min_w), knots(uh, min_h)
+    one = torch.ones_like(ud[..., :1])
+    deriv = torch.cat([one, min_d + _softplus(ud), one], dim=-1)
+    inside = (v >= -B) & (v <= B)
+    # evaluate at the clamped value and select afterwards: the discarded branch stays finite,
+    # so the tail elements get exact zero gradients instead of NaN * 0
+    vc = torch.clamp(v, -B, B)
+    ref = ch if inverse else cw
+    k = (ref[..., 1:K] <= vc.unsqueeze(-1)).sum(dim=-1, keepdim=True)  # bin index
+    xk, xk1 = cw.gather(-1, k).squeeze(-1), cw.gather(-1, k + 1).squeeze(-1)
+    yk, yk1 = ch.gather(-1, k).squeeze(-1), ch.gather(-1, k + 1).squeeze(-1)
+    dk, dk1 = deriv.gather(-1, k).squeeze(-1), deriv.gather(-1, k + 1).squeeze(-1)
+    wk, hk = xk1 - xk, yk1 - yk
+    s = hk / wk
+    c2 = dk + dk1 - 2.0 * s
+    if not inverse:
+        t = (vc - xk) / wk
+        t1m = t * (1.0 - t)
+        den = s + c2 * t1m
+        out = yk + hk * (s * t * t + dk * t1m) / den
+        dnum = s * s * (dk1 * t * t + 2.0 * s * t1m + dk * (1.0 - t) ** 2)
+        lad = torch.log(dnum) - 2.0 * torch.log(den)
+    else:
+        dy = vc - yk
+        a = hk * (s - dk) + dy * c2
+        b = hk * dk - dy * c2
+        c = -s * dy
+        disc = torch.clamp(b * b - 4.0 * a * c, min=0.0)
+        # the root (-b + sqrt(disc)) / 2a in its cancellation-free form (finite as a -> 0)
+        t = torch.clamp(2.0 * c / (-b - torch.sqrt(disc)), 0.0, 1.0)
+        t1m = t * (1.0 - t)
+        den = s + c2 * t1m
+        out = xk + t * wk
+        dnum = s * s * (dk1 * t * t + 2.0 * s * t1m + dk * (1.0 - t) ** 2)
+        lad = 2.0 * torch.log(den) - torch.log(dnum)
+    return torch.where(inside, out, v), torch.where(inside, lad, torch.zeros_like(lad))
+
+
+# ---- bijectors ----------------------------------------------------------------------------------
+class Bijector(torch.nn.Module):
+    """forward(x, c) -> (z, log|det dz/dx|) (density direction); inverse(z, c) -> (x,
+    log|det dx/dz|) (sampling direction).  c is the TRANSFORMED condition c' (n, C)."""
+    n_params = 0
+    param_offset = 0
+
+    def __init__(self, spec, D, C):
+        super().__init__()
+        self.spec, self.D, self.C = spec, D, C
+        self.kind = str(spec["kind"])
+
+    def _own_params(self, flat, dtype):
+        self.param_offset = int(self.spec.get("param_offset", 0))
+        n = int(self.spec.get("n_params", 0))
+        if n != self.n_params:
+            raise ValueError(f"cnflow_torch: {self.kind}: the file says n_params = {n}, the layout "
+                             f"of flow.h gives {self.n_params}")
+        sl = flat[self.param_offset:self.param_offset + n]
+        if sl.size != n:
+            raise ValueError(f"cnflow_torch: {self.kind}: slice [{self.param_offset}, "
+                             f"{self.param_offset + n}) is outside /model/params")
+        self.flat = torch.nn.Parameter(torch.as_tensor(sl.copy(), dtype=dtype))
+
+
+def _take(flat, o, *shape):
+    n = int(np.prod(shape))
+    return flat[o:o + n].view(*shape), o + n
+
+
+class MADE(torch.nn.Module):
+    """cnflow's conditional MADE on a flat parameter slice (layout in the module docstring)."""
+
+    def __init__(self, D, C, H, L, P):
+        super().__init__()
+        self.D, self.C, self.H, self.L, self.P = D, C, H, L, P
+        period, lo = max(1, D - 1), min(1, D - 1)
+        deg = np.sort(np.arange(H) % period + lo, kind="stable")  # sorted hidden degrees
+        din = np.arange(1, D + 1)                                  # input degrees
+        dout = np.repeat(np.arange(1, D + 1), P)                   # output row d*P + p: degree d+1
+        self.register_buffer("m0", torch.as_tensor((deg[:, None] >= din[None, :]).astype(np.float64)))
+        self.register_buffer("mh", torch.as_tensor((deg[:, None] >= deg[None, :]).astype(np.float64)))
+        self.register_buffer("mo", torch.as_tensor((dout[:, None] > deg[None, :]).astype(np.float64)))
+        self.degrees = deg
+        self.n_params = H * (D + C) + H + (L - 1) * (H * H + H) + D * P * H + D * P + D * P * C
+
+    def layers(self, flat):
+        """Views (W0, b0, [(W_l, b_l)], Wout, bout, Wc) of the slice, in flow.h order."""
+        D, C, H, L, P = self.D, self.C, self.H, self.L, self.P
+        W0, o = _take(flat, 0, H, D + C)
+        b0, o = _take(flat, o, H)
+        hid = []
+        for _ in range(1, L):
+            W, o = _take(flat, o, H, H)
+            b, o = _take(flat, o, H)
+            hid.append((W, b))
+        Wout, o = _take(flat, o, D * P, H)
+        bout, o = _take(flat, o, D * P)
+        Wc, o = _take(flat, o, D * P, C)
+        assert o == self.n_params
+        return W0, b0, hid, Wout, bout, Wc
+
+    def forward(self, flat, x, c):
+        """(n, D, P): the P parameters of every dimension, dimension d from x_<d and c."""
+        D, C = self.D, self.C
+        W0, b0, hid, Wout, bout, Wc = self.layers(flat)
+        m0, mh, mo = (m.to(flat.dtype) for m in (self.m0, self.mh, self.mo))
+        pre = x @ (W0[:, :D] * m0).T + b0
+        if C > 0:
+            pre = pre + c @ W0[:, D:].T
+        h = torch.relu(pre)
+        for W, b in hid:
+            h = torch.relu(h @ (W * mh).T + b)
+        out = h @ (Wout * mo).T + bout
+        if C > 0:
+            out = out + c @ Wc.T  # direct condition weights: every dimension depends on c
+        return out.view(x.shape[0], D, self.P)
+
+
+class MAF(Bijector):
+    """maf_affine / maf_rqs: z_d = f(x_d; MADE(x_<d, c)_d)."""
+
+    def __init__(self, spec, D, C, flat, dtype):
+        super().__init__(spec, D, C)
+        self.rqs = self.kind == "maf_rqs"
+        if self.rqs:
+            self.K = int(spec["bins"])
+            self.B = float(spec["tail_bound"])
+            self.min_w, self.min_h, self.min_d = (float(spec[a]) for a in
+                                                  ("min_bin_width", "min_bin_height", "min_derivative"))
+            P = 3 * self.K - 1
+        else:
+            self.scale_kind = str(spec.get("scale_kind", "exp"))
+            if self.scale_kind not in SCALE_KINDS:
+                raise ValueError(f"cnflow_torch: maf_affine: unknown scale_kind '{self.scale_kind}'")
+            P = 2
+        self.made = MADE(D, C, int(spec["hidden"]), int(spec["n_hidden"]), P)
+        self.n_params = self.made.n_params
+        self._own_params(flat, dtype)
+
+    def _log_scale(self, u):
+        if self.scale_kind == "exp_tanh":
+            return torch.tanh(u)
+        if self.scale_kind == "shift":
+            return torch.zeros_like(u)  # shift-only: z = x - m
+        return u
+
+    def _element(self, v, th, inverse):
+        if self.rqs:
+            return rqs(v, th, self.K, self.B, self.min_w, self.min_h, self.min_d, inverse)
+        s = self._log_scale(th[..., 1])
+        if inverse:
+            return v * torch.exp(s) + th[..., 0], s
+        return (v - th[..., 0]) * torch.exp(-s), -s
+
+    def forward(self, x, c):
+        z, lad = self._element(x, self.made(self.flat, x, c), inverse=False)
+        return z, lad.sum(-1)
+
+    def inverse(self, z, c):
+        cols, lds = [], []
+        zero = torch.zeros_like(z[:, :1])
+        for d in range(self.D):
+            # x_{>=d} are unknown: zeros (the masks make dimension d independent of them)
+            xs = torch.cat(cols + [zero.expand(-1, self.D - d)], dim=1)
+            th = self.made(self.flat, xs, c)[:, d]
+            xd, ld = self._element(z[:, d], th, inverse=True)
+            cols.append(xd.unsqueeze(1))
+            lds.append(ld)
+        return torch.cat(cols, dim=1), torch.stack(lds, dim=1).sum(-1)
+
+
+class CouplingRQS(Bijector):
+    """coupling_rqs: x1 passes, x2 through an RQS with theta = MLP([x1, c])."""
+
+    def __init__(self, spec, D, C, flat, dtype):
+        super().__init__(spec, D, C)
+        self.K, self.B = int(spec["bins"]), float(spec["tail_bound"])
+        self.min_w, self.min_h, self.min_d = (float(spec[a]) for a in
+                                              ("min_bin_width", "min_bin_height", "min_derivative"))
+        self.tails = str(spec.get("tails", "event"))
+        if self.tails not in ("event", "element"):
+            raise ValueError(f"cnflow_torch: coupling_rqs: unknown tails '{self.tails}'")
+        self.d1, self.d2 = (D + 1) // 2, D // 2
+        self.P = 3 * self.K - 1
+        H, L = int(spec["hidden"]), int(spec["n_hidden"])
+        n_in, n_out = self.d1 + C, self.d2 * self.P
+        self.shapes = [(H, n_in)] + [(H, H)] * (L - 1) + [(n_out, H)]
+        self.n_params = sum(r * (k + 1) for r, k in self.shapes)
+        self._own_params(flat, dtype)
+
+    def theta(self, v1, c):
+        h = torch.cat([v1, c], dim=1) if self.C > 0 else v1
+        o = 0
+        for i, (r, k) in enumerate(self.shapes):
+            W, o = _take(self.flat, o, r, k)
+            b, o = _take(self.flat, o, r)
+            h = h @ W.T + b
+            if i < len(self.shapes) - 1:
+                h = F.leaky_relu(h, 0.01)
+        return h.view(h.shape[0], self.d2, self.P)
+
+    def _transform(self, v, c, inverse):
+        v1, v2 = v[:, :self.d1], v[:, self.d1:]
+        t2, lad = rqs(v2, self.theta(v1, c), self.K, self.B, self.min_w, self.min_h, self.min_d,
+                      inverse)
+        ld = lad.sum(-1)
+        if self.tails == "event":
+            # CaloINN: an event with any |v2_j| > B keeps its whole x2 half, log-det 0
+            use = torch.all(torch.abs(v2) <= self.B, dim=1)
+            t2 = torch.where(use.unsqueeze(1), t2, v2)
+            ld = torch.where(use, ld, torch.zeros_like(ld))
+        return torch.cat([v1, t2], dim=1), ld
+
+    def forward(self, x, c):
+        return self._transform(x, c, inverse=False)
+
+    def inverse(self, z, c):
+        return self._transform(z, c, inverse=True)
+
+
+
+class ActNorm(Bijector):
+    def __init__(self, spec, D, C, flat, dtype):
+        super().__init__(spec, D, C)
+        self.n_params = 2 * D
+        self._own_params(flat, dtype)
+
+    def forward(self, x, c):
+        loc, ls = self.flat[:self.D], self.flat[self.D:]
+        return (x - loc) * torch.exp(-ls), (-ls.sum()).expand(x.shape[0])
+
+    def inverse(self, z, c):
+        loc, ls = self.flat[:self.D], self.flat[self.D:]
+        return z * torch.exp(ls) + loc, ls.sum().expand(z.shape[0])
+
+
+class Permute(Bijector):
+    def __init__(self, spec, D, C):
+        super().__init__(spec, D, C)
+        perm = np.asarray(spec["perm"], np.int64)
+        if sorted(perm.tolist()) != list(range(D)):
+            raise ValueError(f"cnflow_torch: permute: {perm.tolist()} is not a permutation of 0..{D - 1}")
+        self.register_buffer("perm", torch.as_tensor(perm))
+        self.register_buffer("inv", torch.argsort(self.perm))
+
+    def forward(self, x, c):
+        return x[:, self.perm], torch.zeros_like(x[:, 0])
+
+    def inverse(self, z, c):
+        return z[:, self.inv], torch.zeros_like(z[:, 0])
+
+
+class Tanh(Bijector):
+    """density z = atanh(x), data in (-1, 1)."""
+
+    def forward(self, x, c):
+        _check_domain(torch.abs(x) < 1, "tanh", x)
+        return torch.atanh(x), -torch.log1p(-x * x).sum(-1)
+
+    def inverse(self, z, c):
+        # cnflow keeps samples inside the open interval, where their density exists
+        below = float(np.nextafter(np.array(1.0, dtype=_np_dtype(z.dtype)), 0))
+        return torch.clamp(torch.tanh(z), -below, below), _log1m_tanh2(z).sum(-1)
+
+
+class Logit(Bijector):
+    """density z = logit(alpha + (1 - 2 alpha) x)."""
+
+    def __init__(self, spec, D, C):
+        super().__init__(spec, D, C)
+        self.alpha = float(spec.get("alpha", 0.0))
+        self.s = 1.0 - 2.0 * self.alpha
+
+    def forward(self, x, c):
+        u = self.alpha + self.s * x
+        _check_domain((u > 0) & (u < 1), f"logit (alpha {self.alpha:g})", x)
+        lu, l1u = torch.log(u), torch.log1p(-u)
+        return lu - l1u, (math.log(self.s) - lu - l1u).sum(-1)
+
+    def inverse(self, z, c):
+        return (torch.sigmoid(z) - self.alpha) / self.s, \
+            (-_softplus(-z) - _softplus(z) - math.log(self.s)).sum(-1)
+
+
+class AffineFixed(Bijector):
+    """density z = (x - shift) / scale."""
+
+    def __init__(self, spec, D, C, dtype):
+        super().__init__(spec, D, C)
+        shift, scale = np.asarray(spec["shift"], np.float64), np.asarray(spec["scale"], np.float64)
+        if shift.size != D or scale.size != D or np.any(scale == 0):
+            raise ValueError("cnflow_torch: affine_fixed: need shift and non-zero scale of length dim")
+        self.register_buffer("shift", torch.as_tensor(shift, dtype=dtype))
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=dtype))
+        self.log_abs = float(np.sum(np.log(np.abs(scale))))
+
+    def forward(self, x, c):
+        return (x - self.shift) / self.scale, torch.full_like(x[:, 0], -self.log_abs)
+
+    def inverse(self, z, c):
+        return z * self.scale + self.shift, torch.full_like(z[:, 0], self.log_abs)
+
+
+class Log(Bijector):
+    """density z = ln(x + eps), log|dz/dx| = -ln(x + eps)."""
+
+    def __init__(self, spec, D, C):
+        super().__init__(spec, D, C)
+        self.eps = float(spec.get("eps", 0.0))
+
+    def forward(self, x, c):
+        v = x + self.eps
+        _check_domain((v > 0) & torch.isfinite(v), f"log (eps {self.eps:g})", x)
+        lv = torch.log(v)
+        return lv, -lv.sum(-1)
+
+    def inverse(self, z, c):
+        return torch.exp(z) - self.eps, z.sum(-1)
+
+
+class CondScale(Bijector):
+    """density z = x exp(-s), s = cond_a c'[cond_index] + cond_b, log|det| = -D s."""
+
+    def __init__(self, spec, D, C):
+        super().__init__(spec, D, C)
+        self.j = int(spec.get("cond_index", 0))
+        if not 0 <= self.j < C:
+            raise ValueError(f"cnflow_torch: cond_scale: cond_index {self.j} outside [0, {C})")
+        self.a, self.b = float(spec.get("cond_a", 0.0)), float(spec.get("cond_b", 0.0))
+
+    def forward(self, x, c):
+        s = self.a * c[:, self.j] + self.b
+        return x * torch.exp(-s).unsqueeze(1), -self.D * s
+
+    def inverse(self, z, c):
+        s = self.a * c[:, self.j] + self.b
+        return z * torch.exp(s).unsqueeze(1), self.D * s
+
+
+def _np_dtype(dt):
+    return {torch.float64: np.float64, torch.float32: np.float32}.get(dt, np.float64)
+
+
+def make_bijector(spec, D, C, flat, dtype):
+    kind = str(spec["kind"])
+    if kind in ("maf_affine", "maf_rqs"):
+        return MAF(spec, D, C, flat, dtype)
+    if kind == "coupling_rqs":
+        return CouplingRQS(spec, D, C, flat, dtype)
+    if kind == "actnorm":
+        return ActNorm(spec, D, C, flat, dtype)
+    if kind == "permute":
+        return Permute(spec, D, C)
+    if kind == "tanh":
+        return Tanh(spec, D, C)
+    if kind == "logit":
+        return Logit(spec, D, C)
+    if kind == "affine_fixed":
+        return AffineFixed(spec, D, C, dtype)
+    if kind == "log":
+        return Log(spec, D, C)
+    if kind == "cond_scale":
+        return CondScale(spec, D, C)
+    raise ValueError(f"cnflow_torch: unknown bijector kind '{kind}' (known: {', '.join(KINDS)})")
+
+
+# ---- the flow -----------------------------------------------------------------------------------
 class CnflowTorchModel(torch.nn.Module):
-    """A cnflow model as a torch module: condition transform + the peer's CondMAF."""
+    """A cnflow model: condition transform, the bijector chain (density direction), N(0, I)."""
 
     def __init__(self, info, dtype=torch.float64):
         super().__init__()
         self.info = info
-        D, C = info["dim"], info["cond_dim"]
-        kinds = [b["kind"] for b in info["bijectors"]]
-        k = 0
-        final_tanh = False
-        if kinds and kinds[0] == "tanh":
-            final_tanh, k = True, 1
-        # a permutation before the first MAF block (preset "cnf") has no place in CondMAF; it
-        # commutes with the elementwise tanh, so it is applied to x before the peer's forward
-        lead = np.arange(D)
-        while k < len(kinds) and kinds[k] == "permute":
-            lead = lead[info["bijectors"][k]["perm"]]
-            k += 1
-        self.register_buffer("lead_perm", torch.as_tensor(lead, dtype=torch.long))
-        self.register_buffer("lead_inv", torch.argsort(self.lead_perm))
-        mafs, perms = [], []
-        while k < len(kinds):
-            if kinds[k] not in ("maf_affine", "maf_rqs"):
-                raise NotImplementedError(f"cnflow_torch: bijector {k} kind '{kinds[k]}' is not supported "
-                                          f"(chains [tanh] [permute] maf ([permute] maf)* only)")
-            mafs.append(info["bijectors"][k])
-            k += 1
-            if k < len(kinds):
-                if kinds[k] == "permute":
-                    perms.append(info["bijectors"][k]["perm"])
-                    k += 1
-                else:
-                    perms.append(np.arange(D))
-                if k >= len(kinds):
-                    raise NotImplementedError("cnflow_torch: chain ends with a permutation")
-        if not mafs:
-            raise NotImplementedError("cnflow_torch: no MAF block in the model")
-        first = mafs[0]
-        keys = ("kind", "hidden", "n_hidden", "bins", "tail_bound")
-        for b in mafs:
-            if any(b.get(kk) != first.get(kk) for kk in keys if kk in first):
-                raise NotImplementedError("cnflow_torch: MAF blocks with different architectures")
-        transform = "affine" if first["kind"] == "maf_affine" else "rqs"
-        H, L = int(first["hidden"]), int(first["n_hidden"])
-        bins = int(first["bins"]) if transform == "rqs" else None
-        tail = float(first["tail_bound"]) if transform == "rqs" else None
-        if transform == "rqs":
-            for name, attr in (("MIN_BIN_WIDTH", "min_bin_width"), ("MIN_BIN_HEIGHT", "min_bin_height"),
-                               ("MIN_DERIVATIVE", "min_derivative")):
-                v = float(first.get(attr, getattr(tf, name)))
-                if abs(v - getattr(tf, name)) > 1e-15:  # module constants in the peer
-                    setattr(tf, name, v)
-        self.maf = tf.CondMAF(D, C, H, L, len(mafs), transform, bins=bins, tail_bound=tail,
-                              permutation="reverse", final_tanh=final_tanh).to(dtype)
-        if perms:
-            pm = torch.as_tensor(np.stack(perms), dtype=torch.long)
-            self.maf.perms.copy_(pm)
-            self.maf.inv_perms.copy_(torch.argsort(pm, dim=1))
-        P = self.maf.blocks[0].P
-        self.maps = []  # (tensor, index, scale) triples
-        for blk, b in zip(self.maf.blocks, mafs):
-            made = blk.made
-            made.cnflow_wc = torch.nn.Parameter(torch.zeros(D * P, C, dtype=dtype))
-            made.cnflow_scale_tanh = transform == "affine" and str(b.get("scale_kind", "exp")) == "exp_tanh"
-            made.forward = types.MethodType(_patched_made_forward, made)
-            # sliced inversion bypasses made.forward (reads made.out directly): use naive
-            blk.inverse_sliced = blk.inverse_naive
-            maps, n = _made_index_maps(D, C, H, L, P, int(b["param_offset"]), bins)
-            if n != int(b["n_params"]):
-                raise ValueError(f"cnflow_torch: MAF block has n_params {b['n_params']}, layout gives {n}")
-            for path, idx, scale in maps:
-                t = made.get_parameter(path)
-                self.maps.append((t, idx, np.ones(idx.shape) if scale is None else scale))
+        self.D, self.C = info["dim"], info["cond_dim"]
+        self.dtype = dtype
+        flat = np.asarray(info["params"], np.float64)
+        self.bijectors = torch.nn.ModuleList(
+            make_bijector(s, self.D, self.C, flat, dtype) for s in info["bijectors"])
+        # the slices must tile /model/params exactly (what the offsets promise)
+        o = 0
+        for k, b in enumerate(self.bijectors):
+            if b.n_params and b.param_offset != o:
+                raise ValueError(f"cnflow_torch: bijector {k} ({b.kind}) starts at {b.param_offset}, "
+                                 f"expected {o}")
+            o += b.n_params
+        if o != info["n_params"]:
+            raise ValueError(f"cnflow_torch: the bijectors own {o} parameters, n_params = {info['n_params']}")
+        self.cond_map = [int(v) for v in info["cond_map"]]
+        if any(m not in COND_MAP_NAMES for m in self.cond_map) or len(self.cond_map) != self.C:
+            raise ValueError(f"cnflow_torch: condition map {self.cond_map} (need {self.C} of 0, 1, 2)")
         self.register_buffer("cond_shift", torch.as_tensor(info["cond_shift"], dtype=dtype))
         self.register_buffer("cond_scale", torch.as_tensor(info["cond_scale"], dtype=dtype))
-        self.cond_map = [_cond_map_code(v) for v in info["cond_map"]]
-        self.params_from_cnflow(info["params"])
 
-    # ---- parameter mapping ------------------------------------------------------------------
-    @torch.no_grad()
-    def params_from_cnflow(self, flat):
-        flat = np.asarray(flat, dtype=np.float64)
-        for t, idx, scale in self.maps:
-            t.copy_(torch.as_tensor(scale * flat[idx], dtype=t.dtype))
+    # ---- parameters in cnflow's order ----------------------------------------------------------
+    def _trainable(self):
+        return [b for b in self.bijectors if b.n_params]
 
     def params_to_cnflow(self):
-        """Parameters in cnflow's flat order (masked weights come back as the peer stores them)."""
-        return self._gather_scaled(lambda t, s: t.detach().cpu().numpy() / s)
+        """Every parameter in /model/params order (numpy float64)."""
+        parts = [b.flat.detach().cpu().to(torch.float64).numpy() for b in self._trainable()]
+        return np.concatenate(parts) if parts else np.zeros(0)
 
     def grads_to_cnflow(self):
-        """Gradients of every tensor (after .backward()) in cnflow's flat order."""
-        return self._gather_scaled(lambda t, s: None if t.grad is None else t.grad.detach().cpu().numpy() * s)
-
-    def _gather_scaled(self, fn):
+        """The .grad of every parameter (after backward()) in /model/params order; 0 where none."""
         out = np.zeros(self.info["n_params"])
-        for t, idx, scale in self.maps:
-            v = fn(t, scale)
-            if v is not None:
-                np.add.at(out, idx, v)
+        for b in self._trainable():
+            if b.flat.grad is not None:
+                out[b.param_offset:b.param_offset + b.n_params] = b.flat.grad.detach().cpu().numpy()
         return out
 
-    # ---- densities --------------------------------------------------------------------------
+    @torch.no_grad()
+    def params_from_cnflow(self, flat):
+        flat = np.asarray(flat, np.float64)
+        for b in self._trainable():
+            b.flat.copy_(torch.as_tensor(flat[b.param_offset:b.param_offset + b.n_params]))
+
+    # ---- conditions ------------------------------------------------------------------------------
     def transform_condition(self, c):
-        cols = [COND_MAPS[m](c[:, j]) for j, m in enumerate(self.cond_map)]
-        cm = torch.stack(cols, dim=1) if cols else c
-        return (cm - self.cond_shift) * self.cond_scale
+        """c' = (map(c) - shift) * scale per column, map identity / log10 / ln (differentiable)."""
+        if self.C == 0:
+            return c
+        if c.dim() != 2 or c.shape[1] != self.C:
+            raise ValueError(f"cnflow_torch: conditions of shape {tuple(c.shape)}, need (n, {self.C})")
+        cols = []
+        for j, m in enumerate(self.cond_map):
+            v = c[:, j]
+            if m != 0:
+                _check_domain((v > 0).unsqueeze(1), f"condition map {COND_MAP_NAMES[m]}", v.unsqueeze(1))
+                v = torch.log10(v) if m == 1 else torch.log(v)
+            cols.append(v)
+        return (torch.stack(cols, dim=1) - self.cond_shift) * self.cond_scale
+
+    def _cond(self, c, n, like):
+        if self.C == 0:
+            return like.new_zeros(n, 0)
+        return self.transform_condition(c)
+
+    # ---- densities -------------------------------------------------------------------------------
+    def forward(self, x, c):
+        """Density direction: z (n, D) and log|det dz/dx| (n) for raw conditions c."""
+        if x.dim() != 2 or x.shape[1] != self.D:
+            raise ValueError(f"cnflow_torch: x of shape {tuple(x.shape)}, need (n, {self.D})")
+        cc = self._cond(c, x.shape[0], x)
+        logdet = torch.zeros_like(x[:, 0])
+        for b in self.bijectors:
+            x, ld = b(x, cc)
+            logdet = logdet + ld
+        return x, logdet
 
     def log_prob(self, x, c):
-        """log p(x | c) with raw conditions c (as cnflow's cnf_flow_log_prob)."""
-        return self.maf.log_prob(x[:, self.lead_perm], self.transform_condition(c))
+        """log p(x | c) with raw conditions c (as cnflow's cnf_flow_log_prob); differentiable in
+        the parameters, x and c."""
+        z, logdet = self.forward(x, c)
+        return -0.5 * (z * z).sum(-1) - 0.5 * self.D * LOG_2PI + logdet
 
     @torch.no_grad()
     def inverse(self, z, c):
-        """Sampling direction from given latents z: x and log|det dx/dz| (cnf_flow_inverse).
-        The final tanh is applied here with the stable log-derivative
-        log(1 - tanh(y)^2) = 2 (log 2 - y - softplus(-2y)): the peer's log1p(-x*x) is -inf
-        once tanh(y) rounds to 1 (|y| > ~19 in float64)."""
-        final_tanh = self.maf.final_tanh
-        self.maf.final_tanh = False
-        try:
-            y, logdet = self.maf.inverse(z, self.transform_condition(c), mode="naive")
-        finally:
-            self.maf.final_tanh = final_tanh
-        if final_tanh:
-            logdet = logdet + (2.0 * (math.log(2.0) - y - F.softplus(-2.0 * y))).sum(-1)
-            y = torch.tanh(y)
-        return y[:, self.lead_inv], logdet
+        """Sampling direction from given latents z: x and log|det dx/dz| (cnf_flow_inverse)."""
+        cc = self._cond(c, z.shape[0], z)
+        logdet = torch.zeros_like(z[:, 0])
+        for b in reversed(self.bijectors):
+            z, ld = b.inverse(z, cc)
+            logdet = logdet + ld
+        return z, logdet
 
     @torch.no_grad()
     def sample(self, c, generator=None):
-        """x ~ p(x | c) and log p(x | c) (peer's naive inversion, torch's own random numbers)."""
-        z = torch.randn(c.shape[0], self.maf.D, dtype=c.dtype, device=c.device, generator=generator)
+        """x ~ p(x | c) and log p(x | c).  The latents come from torch's generator, so the samples
+        differ from cnf_flow_sample's (Philox streams); inverse() with the same z agrees."""
+        z = torch.randn(c.shape[0], self.D, dtype=self.dtype, device=c.device, generator=generator)
         x, logdet = self.inverse(z, c)
-        return x, -0.5 * (z * z).sum(-1) - 0.5 * self.maf.D * tf.LOG_2PI - logdet
+        return x, -0.5 * (z * z).sum(-1) - 0.5 * self.D * LOG_2PI - logdet
 
 
 def load(path, dtype=torch.float64):
