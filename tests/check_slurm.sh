@@ -85,7 +85,7 @@ demo=$work/demo
   { cat submit.log; fail "submit-pipeline"; }
 cat submit.log
 ids=$(awk '!/^#/ {print $3} /after array/ {print $6}' submit.log)
-[ "$(echo "$ids" | wc -w)" = 7 ] || fail "expected 7 job ids (6 jobs + the array), got: $ids"
+[ "$(echo "$ids" | wc -w)" = 10 ] || fail "expected 10 job ids (9 jobs + the array), got: $ids"
 wait_jobs 300 $ids
 n_ok=0
 for id in $ids; do
@@ -94,11 +94,12 @@ for id in $ids; do
     n_ok=$((n_ok + 1))
   done < <(states "$id")
 done
-[ "$n_ok" = 9 ] || fail "expected 9 completed jobs and array tasks, scontrol showed $n_ok"
+[ "$n_ok" = 12 ] || fail "expected 12 completed jobs and array tasks, scontrol showed $n_ok"
 n_comp=$(grep -c "JobState=COMPLETED" "$base/log/jobcomp.log")
-[ "$n_comp" -ge 9 ] || fail "job-completion log: $n_comp COMPLETED records, expected 9"
+[ "$n_comp" -ge 12 ] || fail "job-completion log: $n_comp COMPLETED records, expected 12"
 for f in train.h5 e40.h5 flowi/ensemble.txt flowi/member_000.h5 flowi/member_001.h5 \
-         scan_e40.h5 scan_e40_array.h5 bias.h5; do
+         scan_e40.h5 scan_e40_array.h5 bias.h5 samples_e40.h5 metrics_e40.h5 report.html \
+         report.md; do
   [ -s "$demo/$f" ] || fail "demo study: $f missing"
 done
 ls "$demo"/*.part*.h5 "$demo"/*.tmp "$demo"/*/*.tmp 2>/dev/null && fail "part or temporary files left"
@@ -126,7 +127,7 @@ with h5py.File(f"{d}/bias.h5") as f:
 print(f"demo: merged array scan == single-job scan (96 showers, median E_pred/E_true {r:.3f}), "
       f"bias modes {m[0]:.3f} / {m[1]:.3f}")
 PY
-echo "demo study: 9 jobs/tasks COMPLETED 0:0 in $(($(date +%s) - t_start)) s since start-up"
+echo "demo study: 12 jobs/tasks COMPLETED 0:0 in $(($(date +%s) - t_start)) s since start-up"
 
 # ---- 2. SIGTERM to a training job: checkpoint, requeue, resume, bit-identical ------------------
 targs=(-options_file "$src/jobs/flowi_loguniform.opts" -data train.h5 -ensemble 2 -flow_hidden 32

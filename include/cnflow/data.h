@@ -190,6 +190,9 @@ typedef struct cnf_data_dset cnf_data_dset; /* an open 2-D dataset of that file 
  * and the one-line message of the lowest failing rank (so all leave together, never one
  * waiting in a later collective); otherwise rc.  Used by every stage that takes a comm. */
 int cnf_sync_status(MPI_Comm comm, int rc);
+/* 1 once closing an HDF5 file failed (a full disk): HDF5 then crashes in its shutdown, so the
+ * program must exit without MPI_Finalize (main does). */
+int cnf_data_hdf5_unusable(void);
 
 /* COLLECTIVE.  Open `path` read-only on comm (which must outlive the handle).  Errors:
  * CNF_ERR_IO for a missing/unreadable file, a file that is not HDF5, truncated or corrupt.

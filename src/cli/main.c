@@ -2,11 +2,13 @@
  * main reads as a table of contents: init MPI/PETSc -> common options -> run subcommand ->
  * report -> finalize.  Every option comes from PETSc's options database. */
 #include "cli.h"
+#include "cnflow/data.h"
 
 #include <errno.h>
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const cnf_command commands[] = {
     {"demo", "train a flow on the built-in toy density and print its held-out NLL", cmd_demo, 1},
@@ -51,6 +53,14 @@ static int check_options_files(int argc, char **argv) {
 
 /* PetscFinalize leaves MPI to us because main() initialised it. */
 static int finish(int rc) {
+  if (cnf_data_hdf5_unusable()) {
+    /* HDF5 would crash closing a file whose close already failed (full disk): the error is
+     * printed and the temporary output removed, so leave without HDF5's or MPI's shutdown.
+     * _exit, since HDF5 also shuts down from an atexit handler. */
+    fflush(stdout);
+    fflush(stderr);
+    _exit(rc ? rc : 1);
+  }
   PetscFinalize();
   MPI_Finalize();
   return rc;

@@ -283,3 +283,16 @@ int h5u_attr_read_int64(hid_t obj, const char *name, int n, int64_t *out) {
   H5Aclose(a);
   return rc;
 }
+
+/* A file whose H5Fclose failed (typically a full disk: the final metadata flush could not be
+ * written) stays in HDF5's list of open files with its MPI-IO handle already gone.  Releasing
+ * the ID, or HDF5's own shutdown (run from an MPI attribute callback inside MPI_Finalize),
+ * then closes it again and crashes in the MPI-IO driver.  So the ID is left alone, and the
+ * process is told not to finalize HDF5/MPI (cnf_data_hdf5_unusable): it reports its error,
+ * removes its temporary files and exits. */
+static int hdf5_unusable;
+void h5u_abandon_file(hid_t file) {
+  (void)file;
+  hdf5_unusable = 1;
+}
+int cnf_data_hdf5_unusable(void) { return hdf5_unusable; }

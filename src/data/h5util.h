@@ -41,4 +41,6 @@ int h5u_attr_read_string(hid_t obj, const char *name, char *buf, size_t len);
  * and the array); 0 found, 1 absent or wrong length, < 0 error. */
 int h5u_attr_read_strings(hid_t obj, const char *name, int n, char ***out);
 /* Read an int64 attribute of exactly n values; 0 found, 1 absent or wrong size, < 0 error. */
+/* Release a file ID whose H5Fclose failed, so that HDF5's shutdown does not close it again. */
+void h5u_abandon_file(hid_t file);
 int h5u_attr_read_int64(hid_t obj, const char *name, int n, int64_t *out);

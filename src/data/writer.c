@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #define WRITER_CHUNK_ROWS_MAX 65536
 #define WRITER_CHUNK_BYTES (4u << 20)
@@ -332,6 +333,31 @@ static int writer_alloc_buffers(writer *w) {
 }
 
 /* COLLECTIVE: temporary file, root attributes, every dataset with its attributes. */
+static int writer_check_space(const writer *w) {
+  uint64_t need = 0;
+  for (int k = 0; k < w->desc.n_datasets; k++)
+    need += w->n * (uint64_t)w->desc.datasets[k].ncols * (uint64_t)w->d[k].elem;
+  need += need / 100 + (256u << 10); /* chunk padding, metadata and attributes */
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s", w->cfg->path);
+  char *slash = strrchr(dir, '/');
+  if (!slash)
+    snprintf(dir, sizeof dir, ".");
+  else if (slash == dir)
+    dir[1] = '\0';
+  else
+    *slash = '\0';
+  struct statvfs sv;
+  if (statvfs(dir, &sv) != 0)
+    return 0; /* not knowable here (the create reports a missing directory) */
+  const uint64_t avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+  if (avail < need)
+    return cnf_error_set(CNF_ERR_IO, "%s: not enough space on the file system of '%s': the "
+                         "file needs %.1f MB, %.1f MB are free", w->cfg->path, dir,
+                         need / 1048576.0, avail / 1048576.0);
+  return 0;
+}
+
 static int writer_create(writer *w) {
   int rc = 0;
   uint64_t h = fnv1a_str(0xcbf29ce484222325ULL, w->gen->name);
@@ -348,6 +374,12 @@ static int writer_create(writer *w) {
     }
   }
   rc = writer_alloc_buffers(w);
+  CNF_CALL(h5u_sync(w->comm, rc));
+  /* Storage is allocated up front, so the file's size is known now.  Checking the free space
+   * before creating the file matters: a parallel HDF5 close that hits a full disk does not
+   * fail cleanly (the ranks can wait in different collectives for ever). */
+  if (w->rank == 0)
+    rc = writer_check_space(w);
   CNF_CALL(h5u_sync(w->comm, rc));
 
   hid_t fapl = h5u_fapl(w->comm), fcpl = h5u_gcpl_untimed(H5P_FILE_CREATE);
@@ -484,8 +516,11 @@ static int writer_close_file(writer *w) {
       rc = h5u_fail(CNF_ERR_IO, "%s: cannot close dataset '%s'", w->cfg->path, w->d[k].schema->path);
     w->d[k].dset = w->d[k].fspace = -1;
   }
-  if (w->file >= 0 && H5Fclose(w->file) < 0 && rc == 0)
-    rc = h5u_fail(CNF_ERR_IO, "cannot close '%s'", w->tmp_path);
+  if (w->file >= 0 && H5Fclose(w->file) < 0) {
+    if (rc == 0)
+      rc = h5u_fail(CNF_ERR_IO, "cannot close '%s' (full disk or quota?)", w->tmp_path);
+    h5u_abandon_file(w->file);
+  }
   w->file = -1;
   return rc;
 }
