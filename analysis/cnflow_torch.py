@@ -34,8 +34,8 @@ How the file maps onto the module
     deg >= d+1, hidden <- hidden where deg_out >= deg_in, output of dimension d <- hidden where
     deg < d+1 (conditions never masked, Wc unmasked).  ReLU after every hidden layer.  The mask
     is applied by multiplication, so masked weights get zero gradients, as in cnflow.
-  * maf_affine: (m, u) per dimension, s = u ("exp"), tanh(u) ("exp_tanh") or 0 ("shift"),
-    z = (x - m) exp(-s), log|dz/dx| = -s.
+  * maf_affine: (m, u) per dimension (P = 2), s = u ("exp") or tanh(u) ("exp_tanh"),
+    z = (x - m) exp(-s), log|dz/dx| = -s; "shift": m alone (P = 1), z = x - m, log-det 0.
   * maf_rqs / coupling_rqs: [K width logits | K height logits | K-1 derivative logits] per
     element; sizes min + (1 - K min) softmax, knots -B .. B (cumulative sums, endpoints forced),
     interior derivatives min_d + softplus, boundary derivatives 1; bin = number of interior knots
@@ -282,22 +282,18 @@ class MAF(Bijector):
             self.scale_kind = str(spec.get("scale_kind", "exp"))
             if self.scale_kind not in SCALE_KINDS:
                 raise ValueError(f"cnflow_torch: maf_affine: unknown scale_kind '{self.scale_kind}'")
-            P = 2
+            P = 1 if self.scale_kind == "shift" else 2  # shift-only: m alone, no log-scale output
         self.made = MADE(D, C, int(spec["hidden"]), int(spec["n_hidden"]), P)
         self.n_params = self.made.n_params
         self._own_params(flat, dtype)
 
-    def _log_scale(self, u):
-        if self.scale_kind == "exp_tanh":
-            return torch.tanh(u)
-        if self.scale_kind == "shift":
-            return torch.zeros_like(u)  # shift-only: z = x - m
-        return u
-
     def _element(self, v, th, inverse):
         if self.rqs:
             return rqs(v, th, self.K, self.B, self.min_w, self.min_h, self.min_d, inverse)
-        s = self._log_scale(th[..., 1])
+        if self.scale_kind == "shift":  # z = x - m, unit Jacobian
+            zero = torch.zeros_like(v)
+            return (v + th[..., 0], zero) if inverse else (v - th[..., 0], zero)
+        s = torch.tanh(th[..., 1]) if self.scale_kind == "exp_tanh" else th[..., 1]
         if inverse:
             return v * torch.exp(s) + th[..., 0], s
         return (v - th[..., 0]) * torch.exp(-s), -s

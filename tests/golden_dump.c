@@ -1,9 +1,10 @@
 /* Golden test, C side: for every flow preset, for chains with the fixed preprocessing bijectors
- * that `cnflow train` puts in front (src/train/prep.c), and for two hand-made chains (mixed
- * kinds and settings; no conditions), build the flow, give it a strongly non-linear random
- * state (random hidden layers, larger output layers, non-zero ActNorm), save the model file and
- * dump log p(x | c), the mean NLL and its gradients (all parameters, raw conditions) for a fixed
- * batch inside the support, and the sampling direction from fixed latents.
+ * that `cnflow train` puts in front (src/train/prep.c: cnf, flowi, paraflow, regress with its
+ * shift-only maf_affine), and for two hand-made chains (mixed kinds and settings; no
+ * conditions), build the flow, give it a strongly non-linear random state (random hidden
+ * layers, larger output layers, non-zero ActNorm), save the model file and dump log p(x | c),
+ * the mean NLL and its gradients (all parameters, raw conditions) for a fixed batch inside the
+ * support, and the sampling direction from fixed latents.
  * tests/golden_compare.py loads each model file with the self-contained PyTorch implementation
  * analysis/cnflow_torch.py and compares with autograd.
  *
@@ -24,7 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum golden_prep { PREP_NONE, PREP_CNF, PREP_FLOWI, PREP_PARAFLOW, PREP_MIXED, PREP_NOCOND } golden_prep;
+typedef enum golden_prep {
+  PREP_NONE, PREP_CNF, PREP_FLOWI, PREP_PARAFLOW, PREP_REGRESS, PREP_MIXED, PREP_NOCOND
+} golden_prep;
 
 typedef struct golden_case {
   const char *name;
@@ -47,6 +50,7 @@ static const golden_case cases[] = {
     {"prep_cnf", "cnf", 0, 0, PREP_CNF, 64, 1.0, 0},
     {"prep_flowi", "flowi", 0, 0, PREP_FLOWI, 64, 1.0, 0},
     {"prep_paraflow", "paraflow", 16, 3, PREP_PARAFLOW, 32, 1.0, 0},
+    {"prep_regress", NULL, 1, 5, PREP_REGRESS, 64, 1.0, 0},
     {"mixed", NULL, 5, 2, PREP_MIXED, 64, 1.0, 1},
     {"nocond", NULL, 3, 0, PREP_NOCOND, 32, 1.0, 1},
 };
@@ -99,6 +103,14 @@ static int golden_build(const golden_case *gc, cnf_flow **out) {
     specs[n++] = (cnf_bijector_spec){.kind = CNF_BIJ_LOGIT, .alpha = 1e-6};
     break;
   }
+  case PREP_REGRESS: /* [log(0), affine_fixed(ln(10 GeV / u), ln10), maf_affine shift 3x256] */
+    specs[n++] = (cnf_bijector_spec){.kind = CNF_BIJ_LOG, .eps = 0};
+    pre_shift[0] = log(1e4), pre_scale[0] = M_LN10; /* u = 1 MeV */
+    specs[n++] = (cnf_bijector_spec){.kind = CNF_BIJ_AFFINE_FIXED, .shift = pre_shift,
+                                     .scale = pre_scale};
+    specs[n++] = (cnf_bijector_spec){.kind = CNF_BIJ_MAF_AFFINE, .hidden = 256, .n_hidden = 3,
+                                     .scale_kind = CNF_AFFINE_SCALE_SHIFT};
+    break;
   case PREP_MIXED: { /* every trainable kind with non-default settings, D odd, 2 conditions */
     for (int j = 0; j < D; j++) {
       pre_shift[j] = 0.1 * j - 0.2;
@@ -121,6 +133,8 @@ static int golden_build(const golden_case *gc, cnf_flow **out) {
                                      .min_bin_height = 5e-3, .min_derivative = 1e-2};
     specs[n++] = (cnf_bijector_spec){.kind = CNF_BIJ_MAF_AFFINE, .hidden = 8, .n_hidden = 2,
                                      .scale_kind = CNF_AFFINE_SCALE_EXP};
+    specs[n++] = (cnf_bijector_spec){.kind = CNF_BIJ_MAF_AFFINE, .hidden = 12, .n_hidden = 2,
+                                     .scale_kind = CNF_AFFINE_SCALE_SHIFT};
     break;
   }
   case PREP_NOCOND: /* C = 0: no condition columns anywhere */
@@ -181,6 +195,10 @@ static int golden_build(const golden_case *gc, cnf_flow **out) {
       scl[j] = 2.0 / (log(para_hi[j]) - log(para_lo[j]));
     }
     break;
+  case PREP_REGRESS: /* layer energies (MeV) in units of 100 GeV */
+    for (int j = 0; j < C; j++)
+      scl[j] = 1e-5;
+    break;
   case PREP_MIXED:
     map[0] = CNF_COND_LOG;
     shift[0] = 0.2, scl[0] = 1.3;
@@ -206,6 +224,8 @@ static void golden_data(const golden_case *gc, int n, int D, int C, cnf_real *x,
       double v;
       if (gc->prep == PREP_CNF)
         v = cnf_target_scale[j % 3] * 0.98 * tanh(z);
+      else if (gc->prep == PREP_REGRESS)
+        v = pow(10.0, 4.0 + 0.8 * z); /* incident energy in MeV, around 10 GeV */
       else if (gc->prep == PREP_FLOWI)
         v = pow(10.0, 1.0 + 1.5 * z); /* MeV > 0 */
       else if (gc->prep == PREP_PARAFLOW)
@@ -225,6 +245,8 @@ static void golden_data(const golden_case *gc, int n, int D, int C, cnf_real *x,
       double v;
       if (gc->prep == PREP_FLOWI)
         v = pow(10.0, 3.0 + 3.0 * u); /* 1 GeV .. 1 TeV in MeV */
+      else if (gc->prep == PREP_REGRESS) /* layer energies: fractions of the incident energy */
+        v = x[(size_t)i * D] * (0.02 + 0.3 * u);
       else if (gc->prep == PREP_PARAFLOW)
         v = exp(log(para_lo[j]) + u * (log(para_hi[j]) - log(para_lo[j])));
       else if (strcmp(nm, "flowi") == 0 || strcmp(nm, "flowi_paper") == 0)
@@ -263,7 +285,10 @@ static int golden_perturb(cnf_flow *f, double scale) {
     switch (b->spec.kind) {
     case CNF_BIJ_MAF_AFFINE:
     case CNF_BIJ_MAF_RQS: {
-      const size_t P = b->spec.kind == CNF_BIJ_MAF_AFFINE ? 2 : 3 * K - 1;
+      /* P: affine (m, u), shift-only m, RQS 3K - 1 */
+      const size_t P = b->spec.kind == CNF_BIJ_MAF_RQS                  ? 3 * K - 1
+                       : b->spec.scale_kind == CNF_AFFINE_SCALE_SHIFT ? 1
+                                                                        : 2;
       /* flow.h layout: W0 (H, D+C), b0, [W_l, b_l] x (L-1), Wout (D*P, H), bout, Wc (D*P, C) */
       p += H * (D + C) + H + (L - 1) * (H * H + H);
       fill_normal(&r, p, D * P * H, scale / sqrt((double)H)), p += D * P * H;
@@ -387,7 +412,9 @@ static int golden_run(const golden_case *gc, const char *dir) {
             h5_write(file, "grad_c", n, C, dc) || h5_write(file, "z", n, D, z) ||
             h5_write(file, "x_inv", n, D, xs) || h5_write(file, "logdet_inv", n, -1, ldi) ||
             h5_attr_str(file, "name", gc->name) ||
-            h5_attr_str(file, "preset", gc->preset ? gc->preset : "(hand-made chain)") ||
+            h5_attr_str(file, "preset", gc->preset                 ? gc->preset
+                                        : gc->prep == PREP_REGRESS ? "train -prep regress chain"
+                                                                   : "hand-made chain") ||
             h5_attr_str(file, "real_type", CNF_REAL_IS_DOUBLE ? "float64" : "float32") ||
             h5_attr_f64(file, "loss", loss) ||
             h5_attr_f64(file, "expect_tails", gc->expect_tails);
