@@ -96,8 +96,8 @@ static int bench_read_options(bench_opts *o) {
     return cnf_error_set(CNF_ERR_ARG, "-bench_logprob_batch, -bench_sample_batch and "
                          "-bench_seconds must be positive");
   for (const char *p = o->models; *p; p++)
-    if (*p != ',' && (*p < 'A' || *p > 'C'))
-      return cnf_error_set(CNF_ERR_ARG, "-bench_models: expected letters A, B, C, got '%s'",
+    if (*p != ',' && (*p < 'A' || *p > 'D'))
+      return cnf_error_set(CNF_ERR_ARG, "-bench_models: expected letters A, B, C, D, got '%s'",
                            o->models);
   return 0;
 }
@@ -210,6 +210,15 @@ static void bench_gemm_flops(const cnf_flow *f, double *density, double *samplin
   *density = *sampling = 0;
   for (int k = 0; k < cnf_flow_num_bijectors(f); k++) {
     const cnf_bijector *b = cnf_flow_bijector(f, k);
+    if (b->spec.kind == CNF_BIJ_COUPLING_RQS) {
+      /* subnet [x1 (ceil(D/2)), c] -> H ... -> x2 (floor(D/2)) x (3K - 1); one pass both ways */
+      const double H = b->spec.hidden, L = b->spec.n_hidden, P = 3 * b->spec.bins - 1;
+      const double d1 = (D + 1) / 2, d2 = D / 2;
+      const double pass = 2 * ((d1 + C) * H + (L - 1) * H * H + H * d2 * P);
+      *density += pass;
+      *sampling += pass;
+      continue;
+    }
     if (b->spec.kind != CNF_BIJ_MAF_AFFINE && b->spec.kind != CNF_BIJ_MAF_RQS)
       continue;
     const double H = b->spec.hidden, L = b->spec.n_hidden;
