@@ -87,6 +87,27 @@ def hist_ratio(num, den):
     return r, err
 
 
+def density_ratio(num, num_err, den, den_err):
+    """Ratio num/den of two binned densities with independent errors, propagated to first order:
+    err = r sqrt((num_err/num)^2 + (den_err/den)^2).  metrics.h5 stores densities (counts over
+    N width) with sqrt(counts)/(N width) errors, so this is hist_ratio's error in density units.
+    NaN where den is not positive; where num = 0 the ratio is 0 and its error den_err-free is
+    undefined (NaN), as for hist_ratio."""
+    num, num_err = np.asarray(num, dtype=float), np.asarray(num_err, dtype=float)
+    den, den_err = np.asarray(den, dtype=float), np.asarray(den_err, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(den > 0, num / den, np.nan)
+        rel = np.sqrt((num_err / num) ** 2 + (den_err / den) ** 2)
+        err = np.where((den > 0) & (num > 0), np.abs(r) * rel, np.nan)
+    return r, err
+
+
+def bin_centres(edges):
+    """Centres of the bins given by their n + 1 edges."""
+    e = np.asarray(edges, dtype=float)
+    return 0.5 * (e[1:] + e[:-1])
+
+
 def png_stats(path):
     """(width, height, number of distinct RGB(A) values on a coarse sample) of a PNG, decoded with
     zlib only (8-bit RGB/RGBA/grey, non-interlaced: what matplotlib writes).  Raises ValueError on
