@@ -43,6 +43,7 @@ SHAPE_LABEL = {"e_total": ("total energy $E_\\mathrm{tot}$", "MeV"),
                "n_clusters": ("DBSCAN clusters", "")}
 RES_VARS = {"et": ("photon truth $E_T$", "GeV"), "abs_eta": ("photon truth $|\\eta|$", ""),
             "mu": ("pile-up $\\mu$", "")}
+RES_PLAIN = {"et": "photon truth E_T", "abs_eta": "photon truth |η|", "mu": "pile-up μ"}
 MAT_LABEL = {"thickness": ("d", "X$_0$"), "distance": ("b", "cm")}
 C_GEN, C_REF = "C0", "0.25"
 
@@ -374,7 +375,7 @@ def plot_resolution(f, var, out):
     k = _attr(_grp(f, "cnf/resolution"), "core_k", 2.0)
     _finish(fig, f"resolution vs {var} (core width, ±{k:g}σ rule) — {_title(f)}", out)
     return (out, f"Resolution (core width from the iterative ±{k:g}σ Gaussian rule) of each "
-            f"response in six equal-population bins of {xl}; photon 1 and 2, reference points "
+            f"response in six equal-population bins of {RES_PLAIN.get(var, var)}; photon 1 and 2, reference points "
             "(horizontal bars: bin extent) vs generated line with the ±1 sd band over members; "
             "lower panels gen/ref.")
 
