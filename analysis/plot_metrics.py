@@ -162,7 +162,9 @@ def compare_axes(fig, n, ncol, outer_kw=None, ratio=True, top_in=0.75):
     inches above the grid (suptitle, panel titles, a figure legend)."""
     nrow = (n + ncol - 1) // ncol
     h = fig.get_size_inches()[1]
-    kw = {"hspace": 0.42, "wspace": 0.28, "top": 1 - top_in / h, "bottom": 0.55 / h}
+    w = fig.get_size_inches()[0]
+    kw = {"hspace": 0.42, "wspace": 0.28, "top": 1 - top_in / h, "bottom": 0.55 / h,
+          "left": 0.75 / w, "right": 1 - 0.2 / w}
     kw.update(outer_kw or {})
     outer = fig.add_gridspec(nrow, ncol, **kw)
     pairs = []
@@ -241,6 +243,7 @@ def draw_compare(ax, rax, d, name, legend=True, stats=True, xlabel=True):
         _eb(rax, x, r, re, fmt=".", color=C_GEN, ms=3, elinewidth=0.8)
         rax.axhline(1.0, color="k", lw=0.8, ls=":")
         rax.set_ylim(0, 2)
+        rax.set_yticks([0.5, 1.0, 1.5])  # no tick at 0 or 2: they collide with the main panel's
         rax.set_ylabel("gen / ref")
         _sci_x(rax)
         if xlabel:
@@ -266,10 +269,21 @@ def _fig_legend(fig, ax):
                bbox_to_anchor=(0.5, 1 - 0.38 / h))
 
 
-def _finish(fig, title, out):
+def _save_fixed(fig, path):
+    """cp.save without bbox_inches="tight", for figures whose margins are laid out here: the
+    tight bounding box draws the figure twice, seconds for the 48-axes figures."""
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, format="png")
+    cp.plt.close(fig)
+    os.replace(tmp, path)
+    print(f"analysis: wrote {path}")
+    return path
+
+
+def _finish(fig, title, out, fixed=False):
     h = fig.get_size_inches()[1]
     fig.suptitle(title, y=1 - 0.12 / h, va="top")
-    return cp.save(fig, out)
+    return _save_fixed(fig, out) if fixed else cp.save(fig, out)
 
 
 def _title(f):
@@ -293,7 +307,7 @@ def plot_marginals(f, out):
         draw_compare(ax, rax, read_compare(g[n]), n, legend=False)
         ax.set_title(n)
     _fig_legend(fig, pairs[0][0])
-    _finish(fig, f"marginals, generated vs reference — {_title(f)}", out)
+    _finish(fig, f"marginals, generated vs reference — {_title(f)}", out, fixed=True)
     return (out, "Marginal distribution of every target column: reference as a histogram with "
             "Poisson errors, generated as a line with the ±1 sd band over the ensemble members; "
             "lower panels gen/ref. W1 (with its even/odd reference floor) and the separation "
@@ -530,7 +544,7 @@ def plot_shapes(f, out):
         draw_compare(ax, rax, read_compare(g[q]), q, legend=False)
         ax.set_title(col_label(q)[0])
     _fig_legend(fig, pairs[0][0])
-    _finish(fig, f"shower shapes — {_title(f)}", out)
+    _finish(fig, f"shower shapes — {_title(f)}", out, fixed=True)
     return (out, "Shower shapes of every image (all material bins): reference histogram with "
             "Poisson errors, generated line with the member band, lower panels gen/ref.")
 
@@ -561,7 +575,7 @@ def plot_shapes_binned(f, mat, out):
             ax.set_title(f"{col_label(q)[0]}\n{rng}", fontsize=8)
     if first is not None:
         _fig_legend(fig, first)
-    _finish(fig, f"shower shapes per {mat} ({sym}) bin — {_title(f)}", out)
+    _finish(fig, f"shower shapes per {mat} ({sym}) bin — {_title(f)}", out, fixed=True)
     return (out, f"Shower shapes in the four equal-width bins of the {mat} {sym} (columns), "
             "generated vs reference with the member band and gen/ref; the bins share the "
             "inclusive range.")
@@ -617,8 +631,11 @@ def plot_shape_grids(f, out):
                 ax.set_yticklabels([f"{0.5 * (ed[i] + ed[i + 1]):.2f}" for i in range(nbd)])
             ax.set_xlabel("distance b (bin centre) [cm]")
             ax.set_ylabel("thickness d (bin centre) [X$_0$]")
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_size_inches()[1]))
-    _finish(fig, f"shape means on the (d, b) grid — {_title(f)}", out)
+    h = fig.get_size_inches()[1]
+    # fixed margins: tight_layout over 18 axes and colour bars costs seconds
+    fig.subplots_adjust(left=0.07, right=0.96, top=1 - 0.55 / h, bottom=0.45 / h, hspace=0.42,
+                        wspace=0.38)
+    _finish(fig, f"shape means on the (d, b) grid — {_title(f)}", out, fixed=True)
     return (out, "Mean of every shower shape on the 4 × 4 grid of thickness d (rows) and "
             "distance b (columns) bins: generated, reference (common colour scale) and their "
             "ratio (diverging colour scale centred on 1).")
