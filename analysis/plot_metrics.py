@@ -515,8 +515,8 @@ def plot_images(f, out):
     axes[2].set_title("(gen − ref) / ref")
     fig.colorbar(im, ax=axes[2], fraction=0.08, pad=0.04, label="relative difference [–]")
     for ax in axes:
-        ax.set_xlabel("crystal column (φ) [crystals]")
-        ax.set_ylabel("crystal row (η) [crystals]")
+        ax.set_xlabel("crystal x (window column) [crystals]")
+        ax.set_ylabel("crystal y, bending axis (window row) [crystals]")
         ax.grid(False)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     _finish(fig, f"average images — {_title(f)}", out)
