@@ -42,9 +42,10 @@ cnflow_run() {
   if [ "$rc" = 75 ] && [ "$resumable" = 1 ]; then
     # checkpointed: requeue unless the job is being cancelled (scancel also sends SIGTERM)
     state=$(scontrol show job "$SLURM_JOB_ID" -o 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
-    if [ "$state" = RUNNING ] && scontrol requeue "$SLURM_JOB_ID"; then
+    if [ "$state" = RUNNING ]; then
+      # said before the request: the requeue may end this shell before it can say anything
       echo "[slurm] $(date +%T) checkpoint written (exit 75): job $SLURM_JOB_ID requeued, it resumes when it starts again"
-      exit 0
+      scontrol requeue "$SLURM_JOB_ID" && exit 0
     fi
     echo "[slurm] checkpoint written (exit 75) but the job was not requeued (state ${state:-?}): resubmit it to resume" >&2
   fi

@@ -235,12 +235,12 @@ set -- $bids
 n_before=$(scontrol show jobs -o | grep -c JobId=)
 "$src/slurm/submit-pipeline" --dry-run -p debug -t 00:05:00 -o "$work/dry" "$src/jobs/demo.study" >dry.log 2>&1 ||
   { cat dry.log; fail "--dry-run"; }
-[ "$(grep -c '^sbatch ' dry.log)" = 7 ] || { cat dry.log; fail "--dry-run: expected 7 sbatch lines"; }
+[ "$(grep -c '^sbatch ' dry.log)" = 10 ] || { cat dry.log; fail "--dry-run: expected 10 sbatch lines"; }
 grep -q -- "--dependency=afterok:{demo-train}:{demo-gen_e40} --kill-on-invalid-dep=yes" dry.log &&
   grep -q -- "--partition=debug --time=00:05:00" dry.log || { cat dry.log; fail "--dry-run lines"; }
 [ "$(scontrol show jobs -o | grep -c JobId=)" = "$n_before" ] && [ ! -e "$work/dry" ] ||
   fail "--dry-run submitted or created something"
-echo "failing stage FAILED, its dependant CANCELLED; --dry-run printed 7 sbatch lines, submitted nothing"
+echo "failing stage FAILED, its dependant CANCELLED; --dry-run printed 10 sbatch lines, submitted nothing"
 
 # ---- 4. shut down by PID, nothing left --------------------------------------------------------
 slurm_local_stop
