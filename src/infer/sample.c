@@ -114,8 +114,8 @@ static void sample_find_reco(sample_state *s, const cnf_sample_job *job) {
   s->have_reco = 1;
 }
 
-static int sample_setup(const void *opts, uint64_t first, uint64_t count, cnf_sim_desc *desc,
-                        void **state) {
+static int sample_setup_state(const void *opts, uint64_t first, uint64_t count,
+                              cnf_sim_desc *desc, void **state) {
   const sample_opts *o = opts;
   const cnf_sample_job *job = o->job;
   *state = NULL;
@@ -209,6 +209,17 @@ static int sample_setup(const void *opts, uint64_t first, uint64_t count, cnf_si
   }
 #undef ADD
   return 0;
+}
+
+/* The writer calls teardown only after a successful setup: a failed one frees its own state. */
+static int sample_setup(const void *opts, uint64_t first, uint64_t count, cnf_sim_desc *desc,
+                        void **state) {
+  int rc = sample_setup_state(opts, first, count, desc, state);
+  if (rc < 0) {
+    sample_teardown(*state);
+    *state = NULL;
+  }
+  return rc;
 }
 
 /* Generate events [b_first, b_first + b_n) of the output (input rows split_first + ...). */
