@@ -3,7 +3,7 @@
 # SLURM, hardening), then two checking builds of the same sources:
 #   - AddressSanitizer + UndefinedBehaviorSanitizer (-DCNFLOW_SANITIZE=ON): every test except
 #     the few listed in CNFLOW_SANITIZE_EXCLUDE (PyTorch-heavy golden runs, benchmarks, the SLURM
-#     cluster and the kill loop, which only repeat what the main run checks at 3-10x the time);
+#     cluster, the kill loop and the pure-Python figure tests, which only repeat what the main run checks at 3-10x the time);
 #   - valgrind memcheck of the serial tests (ctest label "memcheck") on a portable build
 #     (-DCNFLOW_NATIVE=OFF: valgrind cannot decode AVX-512, and this build also runs the
 #     non-SIMD kernels).
@@ -33,7 +33,7 @@ build_variant() { # dir, cmake options...
 echo "[test] AddressSanitizer + UndefinedBehaviorSanitizer build"
 san_dir="$BUILD_DIR-sanitize"
 build_variant "$san_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCNFLOW_SANITIZE=ON
-exclude=${CNFLOW_SANITIZE_EXCLUDE:-golden_torch|cli_bench|slurm|kill_anywhere|make_pion_samples|memcheck}
+exclude=${CNFLOW_SANITIZE_EXCLUDE:-golden_torch|cli_bench|slurm|kill_anywhere|make_pion_samples|memcheck|analysis_}
 (cd "$san_dir" && ctest --output-on-failure --timeout 1800 -j "$jobs" -E "$exclude")
 
 echo "[test] valgrind memcheck of the serial tests (portable build)"
