@@ -239,6 +239,10 @@ typedef struct cnf_model_provenance {
                          ...); stored as /provenance attribute "dataset", "" when absent */
 } cnf_model_provenance;
 
+/* The value of "key=value" line `key` of prov->dataset (the data binding) into out: 1 if
+ * found, 0 if absent, CNF_ERR_ARG if it does not fit in len. */
+int cnf_model_binding(const cnf_model_provenance *prov, const char *key, char *out, size_t len);
+
 /* Serial HDF5 I/O (call on one rank).  Writes to "<path>.tmp" then renames. */
 int cnf_flow_save(const cnf_flow *f, const char *path, const cnf_model_provenance *prov);
 /* Loads architecture + parameters; clear error for a missing/truncated/foreign file. */

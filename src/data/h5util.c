@@ -141,6 +141,15 @@ int h5u_attr_write_int64(hid_t obj, const char *name, int ndims, const hsize_t *
   return rc;
 }
 
+int h5u_attr_write_double(hid_t obj, const char *name, double value) {
+  hid_t s = H5Screate(H5S_SCALAR);
+  if (s < 0)
+    return h5u_fail(CNF_ERR_IO, "cannot describe attribute '%s'", name);
+  int rc = attr_write(obj, name, H5T_IEEE_F64LE, s, &value);
+  H5Sclose(s);
+  return rc;
+}
+
 /* Open attribute `name` if present: 0 with *a set, 1 when absent, < 0 on error. */
 static int attr_open(hid_t obj, const char *name, hid_t *a) {
   htri_t exists = H5Aexists(obj, name);

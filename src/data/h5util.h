@@ -36,6 +36,8 @@ int h5u_attr_write_strings(hid_t obj, const char *name, int n, const char *const
 int h5u_attr_write_int64(hid_t obj, const char *name, int ndims, const hsize_t *dims,
                          const int64_t *values);
 /* Read a scalar string attribute into buf (truncated to len); 0 found, 1 absent, < 0 error. */
+/* Scalar float64 attribute. */
+int h5u_attr_write_double(hid_t obj, const char *name, double value);
 int h5u_attr_read_string(hid_t obj, const char *name, char *buf, size_t len);
 /* Read a 1-D string attribute of exactly n entries into malloc'ed strings (caller frees each
  * and the array); 0 found, 1 absent or wrong length, < 0 error. */

@@ -741,3 +741,21 @@ int cnf_flow_load(const char *path, cnf_flow **out, cnf_model_provenance *prov) 
   h5_quiet_end(&q);
   return rc;
 }
+
+int cnf_model_binding(const cnf_model_provenance *prov, const char *key, char *out, size_t len) {
+  const size_t kl = strlen(key);
+  for (const char *p = prov->dataset; p && *p;) {
+    const char *eol = strchr(p, '\n');
+    const size_t ll = eol ? (size_t)(eol - p) : strlen(p);
+    if (ll > kl && strncmp(p, key, kl) == 0 && p[kl] == '=') {
+      const size_t vl = ll - kl - 1;
+      if (vl + 1 > len)
+        return cnf_error_set(CNF_ERR_ARG, "model binding '%s' is too long", key);
+      memcpy(out, p + kl + 1, vl);
+      out[vl] = '\0';
+      return 1;
+    }
+    p = eol ? eol + 1 : NULL;
+  }
+  return 0;
+}

@@ -16,6 +16,8 @@
 #include "cnflow/infer.h"
 #include "cnflow/stats.h"
 
+#include "../data/h5util.h"
+
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
@@ -183,27 +185,6 @@ static int put1(hid_t loc, const char *name, size_t n, const double *v) {
   hsize_t dims[1] = {n};
   return put(loc, name, 1, dims, v);
 }
-static int attr_d(hid_t loc, const char *name, double v) {
-  hid_t sp = H5Screate(H5S_SCALAR);
-  hid_t a = H5Acreate2(loc, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-  int ok = a >= 0 && H5Awrite(a, H5T_NATIVE_DOUBLE, &v) >= 0;
-  if (a >= 0)
-    H5Aclose(a);
-  H5Sclose(sp);
-  return ok ? 0 : cnf_error_set(CNF_ERR_IO, "evaluate: cannot write attribute '%s'", name);
-}
-static int attr_s(hid_t loc, const char *name, const char *v) {
-  hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
-  H5Tset_size(t, H5T_VARIABLE);
-  H5Tset_cset(t, H5T_CSET_UTF8);
-  hid_t a = H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-  int ok = a >= 0 && H5Awrite(a, t, &v) >= 0;
-  if (a >= 0)
-    H5Aclose(a);
-  H5Sclose(sp);
-  H5Tclose(t);
-  return ok ? 0 : cnf_error_set(CNF_ERR_IO, "evaluate: cannot write attribute '%s'", name);
-}
 static hid_t group(hid_t loc, const char *name) {
   return H5Gcreate2(loc, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
 }
@@ -356,15 +337,15 @@ static int compare_1d(hid_t loc, const char *name, const ev_col *c, int nb, doub
   double mg, sg, mr, sr;
   mean_sd(g, ng, &mg, &sg);
   mean_sd(r, nr, &mr, &sr);
-  if (rc == 0) rc = attr_d(gr, "w1", w1);
-  if (rc == 0) rc = attr_d(gr, "w1_members_sd", w1m_sd);
-  if (rc == 0) rc = attr_d(gr, "w1_floor", w1_floor);
-  if (rc == 0) rc = attr_d(gr, "sep", sep);
-  if (rc == 0) rc = attr_d(gr, "sep_err", sep_err);
-  if (rc == 0) rc = attr_d(gr, "mean_gen", mg);
-  if (rc == 0) rc = attr_d(gr, "mean_ref", mr);
-  if (rc == 0) rc = attr_d(gr, "sd_gen", sg);
-  if (rc == 0) rc = attr_d(gr, "sd_ref", sr);
+  if (rc == 0) rc = h5u_attr_write_double(gr, "w1", w1);
+  if (rc == 0) rc = h5u_attr_write_double(gr, "w1_members_sd", w1m_sd);
+  if (rc == 0) rc = h5u_attr_write_double(gr, "w1_floor", w1_floor);
+  if (rc == 0) rc = h5u_attr_write_double(gr, "sep", sep);
+  if (rc == 0) rc = h5u_attr_write_double(gr, "sep_err", sep_err);
+  if (rc == 0) rc = h5u_attr_write_double(gr, "mean_gen", mg);
+  if (rc == 0) rc = h5u_attr_write_double(gr, "mean_ref", mr);
+  if (rc == 0) rc = h5u_attr_write_double(gr, "sd_gen", sg);
+  if (rc == 0) rc = h5u_attr_write_double(gr, "sd_ref", sr);
   H5Gclose(gr);
   if (out) {
     out[0] = w1;
@@ -420,7 +401,7 @@ static int eval_cnf(hid_t file, const cnf_eval_job *job, const ev_data *d, cnf_e
    *    truth ET and |eta| and of mu, target vs generated, and per member */
   hid_t gres = group(g, "resolution");
   if (rc == 0 && gres >= 0)
-    rc = attr_d(gres, "core_k", job->core_k);
+    rc = h5u_attr_write_double(gres, "core_k", job->core_k);
   const char *vars[3] = {"et", "abs_eta", "mu"};
   for (int v = 0; v < 3 && rc == 0; v++) {
     hid_t gv = group(gres, vars[v]);
@@ -525,15 +506,15 @@ static int eval_cnf(hid_t file, const cnf_eval_job *job, const ev_data *d, cnf_e
         const char *tag = s ? "ref" : "gen";
         char nm[64];
         snprintf(nm, sizeof nm, "window_mean_%s", tag);
-        rc = attr_d(gm, nm, mean);
+        rc = h5u_attr_write_double(gm, nm, mean);
         snprintf(nm, sizeof nm, "window_mean_err_%s", tag);
-        if (rc == 0) rc = attr_d(gm, nm, sd / sqrt((double)m));
+        if (rc == 0) rc = h5u_attr_write_double(gm, nm, sd / sqrt((double)m));
         snprintf(nm, sizeof nm, "window_sd_%s", tag);
-        if (rc == 0) rc = attr_d(gm, nm, sd);
+        if (rc == 0) rc = h5u_attr_write_double(gm, nm, sd);
         snprintf(nm, sizeof nm, "window_sd_err_%s", tag);
-        if (rc == 0) rc = attr_d(gm, nm, sd / sqrt(2.0 * (double)(m - 1)));
+        if (rc == 0) rc = h5u_attr_write_double(gm, nm, sd / sqrt(2.0 * (double)(m - 1)));
         snprintf(nm, sizeof nm, "window_events_%s", tag);
-        if (rc == 0) rc = attr_d(gm, nm, (double)m);
+        if (rc == 0) rc = h5u_attr_write_double(gm, nm, (double)m);
       }
       if (gm >= 0)
         H5Gclose(gm);
@@ -635,8 +616,8 @@ static int eval_images(hid_t file, const cnf_eval_job *job, const ev_data *d) {
   hid_t g = group(file, "images");
   if (g < 0)
     return cnf_error_set(CNF_ERR_IO, "evaluate: cannot create group /images");
-  int rc = attr_d(g, "rows", R);
-  if (rc == 0) rc = attr_d(g, "cols", W);
+  int rc = h5u_attr_write_double(g, "rows", R);
+  if (rc == 0) rc = h5u_attr_write_double(g, "cols", W);
   /* average images and their relative difference */
   double *avg = calloc((size_t)D * 3, sizeof(double));
   double *shape = malloc(sizeof(double) * n * EV_N_SHAPES * 2); /* (2, n, S) */
@@ -659,9 +640,9 @@ static int eval_images(hid_t file, const cnf_eval_job *job, const ev_data *d) {
   /* shower shapes of every image */
   cnf_shower_conf sc;
   cnf_shower_conf_default(&sc);
-  if (rc == 0) rc = attr_d(g, "cluster_e_min", sc.cluster_e_min);
-  if (rc == 0) rc = attr_d(g, "cluster_eps", sc.cluster_eps);
-  if (rc == 0) rc = attr_d(g, "cluster_min_pts", sc.cluster_min_pts);
+  if (rc == 0) rc = h5u_attr_write_double(g, "cluster_e_min", sc.cluster_e_min);
+  if (rc == 0) rc = h5u_attr_write_double(g, "cluster_eps", sc.cluster_eps);
+  if (rc == 0) rc = h5u_attr_write_double(g, "cluster_min_pts", sc.cluster_min_pts);
   for (int s = 0; s < 2 && rc == 0; s++)
     for (size_t i = 0; i < n && rc == 0; i++) {
       cnf_shower_shape sh;
@@ -808,17 +789,17 @@ static int eval_classifier(hid_t file, const cnf_eval_job *job, const ev_data *d
   if (rc < 0)
     return rc;
   hid_t g = group(file, "classifier");
-  rc = attr_d(g, "auc", r.auc);
-  if (rc == 0) rc = attr_d(g, "auc_err", r.auc_err);
-  if (rc == 0) rc = attr_d(g, "w_mean", r.w_mean);
-  if (rc == 0) rc = attr_d(g, "w_std", r.w_std);
-  if (rc == 0) rc = attr_d(g, "w_max", r.w_max);
-  if (rc == 0) rc = attr_d(g, "n_train", (double)r.n_train);
-  if (rc == 0) rc = attr_d(g, "n_test", (double)r.n_test);
-  if (rc == 0) rc = attr_d(g, "hidden", job->clf.hidden);
-  if (rc == 0) rc = attr_d(g, "n_hidden", job->clf.n_hidden);
-  if (rc == 0) rc = attr_d(g, "epochs", job->clf.epochs);
-  if (rc == 0) rc = attr_s(g, "features", images ? "log10(1 + pixel/MeV), conditions"
+  rc = h5u_attr_write_double(g, "auc", r.auc);
+  if (rc == 0) rc = h5u_attr_write_double(g, "auc_err", r.auc_err);
+  if (rc == 0) rc = h5u_attr_write_double(g, "w_mean", r.w_mean);
+  if (rc == 0) rc = h5u_attr_write_double(g, "w_std", r.w_std);
+  if (rc == 0) rc = h5u_attr_write_double(g, "w_max", r.w_max);
+  if (rc == 0) rc = h5u_attr_write_double(g, "n_train", (double)r.n_train);
+  if (rc == 0) rc = h5u_attr_write_double(g, "n_test", (double)r.n_test);
+  if (rc == 0) rc = h5u_attr_write_double(g, "hidden", job->clf.hidden);
+  if (rc == 0) rc = h5u_attr_write_double(g, "n_hidden", job->clf.n_hidden);
+  if (rc == 0) rc = h5u_attr_write_double(g, "epochs", job->clf.epochs);
+  if (rc == 0) rc = h5u_attr_write_string(g, "features", images ? "log10(1 + pixel/MeV), conditions"
                                                   : "targets, conditions");
   H5Gclose(g);
   sum->auc = r.auc;
@@ -846,13 +827,13 @@ static int eval_rank0(const cnf_eval_job *job, cnf_eval_summary *sum) {
     ev_data_free(&d);
     return cnf_error_set(CNF_ERR_IO, "%s: cannot create the output file", tmp);
   }
-  rc = attr_s(file, "format", "cnflow-metrics");
-  if (rc == 0) rc = attr_d(file, "format_version", 1);
-  if (rc == 0) rc = attr_s(file, "samples", job->samples);
-  if (rc == 0) rc = attr_s(file, "kind", sum->kind);
-  if (rc == 0) rc = attr_d(file, "n_events", (double)d.n);
-  if (rc == 0) rc = attr_d(file, "members", d.K);
-  if (rc == 0) rc = attr_s(file, "git_rev", cnf_git_rev());
+  rc = h5u_attr_write_string(file, "format", "cnflow-metrics");
+  if (rc == 0) rc = h5u_attr_write_double(file, "format_version", 1);
+  if (rc == 0) rc = h5u_attr_write_string(file, "samples", job->samples);
+  if (rc == 0) rc = h5u_attr_write_string(file, "kind", sum->kind);
+  if (rc == 0) rc = h5u_attr_write_double(file, "n_events", (double)d.n);
+  if (rc == 0) rc = h5u_attr_write_double(file, "members", d.K);
+  if (rc == 0) rc = h5u_attr_write_string(file, "git_rev", cnf_git_rev());
   /* per-variable marginals: every target column (images: the shapes stand in for pixels) */
   double w1_sum = 0, sep_sum = 0;
   int n_marg = 0;
@@ -885,8 +866,8 @@ static int eval_rank0(const cnf_eval_job *job, cnf_eval_summary *sum) {
     H5Gclose(gm);
   sum->w1_mean = n_marg ? w1_sum / n_marg : NAN;
   sum->sep_mean = n_marg && !images ? sep_sum / n_marg : NAN;
-  if (rc == 0) rc = attr_d(file, "w1_mean", sum->w1_mean);
-  if (rc == 0) rc = attr_d(file, "sep_mean", sum->sep_mean);
+  if (rc == 0) rc = h5u_attr_write_double(file, "w1_mean", sum->w1_mean);
+  if (rc == 0) rc = h5u_attr_write_double(file, "sep_mean", sum->sep_mean);
   if (rc == 0 && d.has_reco)
     rc = eval_cnf(file, job, &d, sum);
   if (rc == 0 && images)
@@ -894,8 +875,8 @@ static int eval_rank0(const cnf_eval_job *job, cnf_eval_summary *sum) {
   sum->auc = sum->auc_err = NAN;
   if (rc == 0 && job->classifier)
     rc = eval_classifier(file, job, &d, images, sum);
-  if (rc == 0) rc = attr_d(file, "auc", sum->auc);
-  if (rc == 0) rc = attr_d(file, "auc_err", sum->auc_err);
+  if (rc == 0) rc = h5u_attr_write_double(file, "auc", sum->auc);
+  if (rc == 0) rc = h5u_attr_write_double(file, "auc_err", sum->auc_err);
   if (H5Fclose(file) < 0 && rc == 0)
     rc = cnf_error_set(CNF_ERR_IO, "%s: cannot close (full disk?)", tmp);
   ev_data_free(&d);

@@ -78,32 +78,13 @@ static int gev_per_unit(const char *unit, const char *what, double *out) {
   return 0;
 }
 
-/* "key=value" line of a model's data binding; 1 if found, 0 if not */
-static int binding_value(const char *text, const char *key, char *out, size_t len) {
-  const size_t kl = strlen(key);
-  for (const char *p = text; p && *p;) {
-    const char *eol = strchr(p, '\n');
-    const size_t ll = eol ? (size_t)(eol - p) : strlen(p);
-    if (ll > kl && strncmp(p, key, kl) == 0 && p[kl] == '=') {
-      const size_t vl = ll - kl - 1;
-      if (vl + 1 > len)
-        return cnf_error_set(CNF_ERR_ARG, "model binding '%s' is too long", key);
-      memcpy(out, p + kl + 1, vl);
-      out[vl] = '\0';
-      return 1;
-    }
-    p = eol ? eol + 1 : NULL;
-  }
-  return 0;
-}
-
 /* The members must be regression models; the empty bindings of the job come from member 0's
  * provenance (the regressor's target is the true energy, its conditions the layer energies). */
 static int regress_bind(const cnf_regress_job *in, cnf_flow *const *f, int K,
                         const cnf_model_provenance *prov, cnf_regress_job *job) {
   *job = *in;
   char prep[32] = "";
-  CNF_CALL(binding_value(prov->dataset, "prep", prep, sizeof prep));
+  CNF_CALL(cnf_model_binding(prov, "prep", prep, sizeof prep));
   if (cnf_flow_dim(f[0]) != 1 || (prep[0] && strcmp(prep, "regress") != 0))
     return cnf_error_set(CNF_ERR_FORMAT, "%s: not a regression ensemble (%d-D model, "
                          "preprocessing '%s'; train one with -prep regress, or use cnflow scan "
@@ -121,7 +102,7 @@ static int regress_bind(const cnf_regress_job *in, cnf_flow *const *f, int K,
   };
   for (size_t i = 0; i < sizeof fill / sizeof fill[0]; i++)
     if (!fill[i].dst[0]) {
-      int found = binding_value(prov->dataset, fill[i].key, fill[i].dst, fill[i].len);
+      int found = cnf_model_binding(prov, fill[i].key, fill[i].dst, fill[i].len);
       CNF_CALL(found);
       if (!found)
         snprintf(fill[i].dst, fill[i].len, "%s", fill[i].def);

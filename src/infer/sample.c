@@ -15,6 +15,8 @@
 #include "cnflow/infer.h"
 #include "cnflow/train.h"
 
+#include "../data/h5util.h"
+
 #include <hdf5.h>
 #include <math.h>
 #include <stddef.h>
@@ -301,28 +303,8 @@ static int sample_event(const void *opts, void *state, uint64_t index, double *c
   return 0;
 }
 
-/* Variable-length UTF-8, like the writer's own string attributes. */
-static int attr_text(hid_t loc, const char *name, const char *v) {
-  hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
-  H5Tset_size(t, H5T_VARIABLE);
-  H5Tset_cset(t, H5T_CSET_UTF8);
-  hid_t a = H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-  int ok = a >= 0 && H5Awrite(a, t, &v) >= 0;
-  if (a >= 0)
-    H5Aclose(a);
-  H5Sclose(sp);
-  H5Tclose(t);
-  return ok ? 0 : cnf_error_set(CNF_ERR_IO, "samples: cannot write attribute '%s'", name);
-}
-
 static int attr_int64(hid_t loc, const char *name, int64_t v) {
-  hid_t sp = H5Screate(H5S_SCALAR);
-  hid_t a = H5Acreate2(loc, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-  int ok = a >= 0 && H5Awrite(a, H5T_NATIVE_INT64, &v) >= 0;
-  if (a >= 0)
-    H5Aclose(a);
-  H5Sclose(sp);
-  return ok ? 0 : cnf_error_set(CNF_ERR_IO, "samples: cannot write attribute '%s'", name);
+  return h5u_attr_write_int64(loc, name, 0, NULL, &v);
 }
 
 /* What the evaluation needs to know about where the events came from (collective: every rank
@@ -334,18 +316,18 @@ static int sample_finalize(const void *opts, void *state, int64_t file, void *mp
   sample_state *s = state;
   hid_t f = (hid_t)file;
   int rc = 0;
-  if (rc == 0) rc = attr_text(f, "format", "cnflow-samples");
+  if (rc == 0) rc = h5u_attr_write_string(f, "format", "cnflow-samples");
   if (rc == 0) rc = attr_int64(f, "format_version", 1);
-  if (rc == 0) rc = attr_text(f, "input", job->data);
-  if (rc == 0) rc = attr_text(f, "split", job->split);
+  if (rc == 0) rc = h5u_attr_write_string(f, "input", job->data);
+  if (rc == 0) rc = h5u_attr_write_string(f, "split", job->split);
   if (rc == 0) rc = attr_int64(f, "split_first", (int64_t)o->split_first);
-  if (rc == 0) rc = attr_text(f, "ensemble", job->ensemble);
+  if (rc == 0) rc = h5u_attr_write_string(f, "ensemble", job->ensemble);
   if (rc == 0) rc = attr_int64(f, "members", s->K);
-  if (rc == 0) rc = attr_text(f, "target", job->target);
-  if (rc == 0) rc = attr_text(f, "cond", job->cond);
-  if (rc == 0) rc = attr_text(f, "truth", s->have_reco ? job->truth : "");
-  if (rc == 0) rc = attr_text(f, "prep", job->prep);
-  if (rc == 0) rc = attr_text(f, "model_noise", job->model_noise);
+  if (rc == 0) rc = h5u_attr_write_string(f, "target", job->target);
+  if (rc == 0) rc = h5u_attr_write_string(f, "cond", job->cond);
+  if (rc == 0) rc = h5u_attr_write_string(f, "truth", s->have_reco ? job->truth : "");
+  if (rc == 0) rc = h5u_attr_write_string(f, "prep", job->prep);
+  if (rc == 0) rc = h5u_attr_write_string(f, "model_noise", job->model_noise);
   return rc;
 }
 
@@ -361,25 +343,6 @@ static const cnf_generator cnf_gen_sample = {
     .finalize = sample_finalize,
     .teardown = sample_teardown,
 };
-
-/* "key=value" line of a model's data binding (cnf_model_provenance.dataset) */
-static int binding_value(const char *text, const char *key, char *out, size_t len) {
-  const size_t kl = strlen(key);
-  for (const char *p = text; p && *p;) {
-    const char *eol = strchr(p, '\n');
-    const size_t ll = eol ? (size_t)(eol - p) : strlen(p);
-    if (ll > kl && strncmp(p, key, kl) == 0 && p[kl] == '=') {
-      const size_t vl = ll - kl - 1;
-      if (vl + 1 > len)
-        return cnf_error_set(CNF_ERR_ARG, "model binding '%s' is too long", key);
-      memcpy(out, p + kl + 1, vl);
-      out[vl] = '\0';
-      return 1;
-    }
-    p = eol ? eol + 1 : NULL;
-  }
-  return 0;
-}
 
 int cnf_sample_job_from_model(cnf_sample_job *job) {
   cnf_flow *f[SAMPLE_MAX_MEMBERS] = {0};
@@ -398,12 +361,12 @@ int cnf_sample_job_from_model(cnf_sample_job *job) {
   };
   for (size_t i = 0; i < sizeof fill / sizeof fill[0]; i++)
     if (!fill[i].dst[0] && !(i < 2 && job->no_reference_default)) /* -target none */
-      CNF_CALL(binding_value(prov.dataset, fill[i].key, fill[i].dst, fill[i].len));
+      CNF_CALL(cnf_model_binding(&prov, fill[i].key, fill[i].dst, fill[i].len));
   if (!job->cond[0])
     return cnf_error_set(CNF_ERR_ARG, "sample: %s records no condition dataset: give -cond",
                          job->ensemble);
-  CNF_CALL(binding_value(prov.dataset, "prep", job->prep, sizeof job->prep));
-  CNF_CALL(binding_value(prov.dataset, "noise", job->model_noise, sizeof job->model_noise));
+  CNF_CALL(cnf_model_binding(&prov, "prep", job->prep, sizeof job->prep));
+  CNF_CALL(cnf_model_binding(&prov, "noise", job->model_noise, sizeof job->model_noise));
   return 0;
 }
 
