@@ -23,6 +23,19 @@
 
 typedef struct cnf_made cnf_made;
 
+/* Which implementation runs cnf_made_forward / cnf_made_backward (both compute the same
+ * function; they differ in rounding only).  The float library built for AVX-512
+ * (-march=native on such a CPU) has hand-written SIMD kernels (src/nn/made_simd.c) besides the
+ * generic BLAS path; every other build has the generic path only.
+ *   cnf_made_simd_available(): 1 if the SIMD kernels are compiled in and this CPU has AVX-512F.
+ *   cnf_made_simd(): the path the next forward pass takes (1 SIMD, 0 generic).  Default: the
+ *     environment variable CNFLOW_SIMD=0|1, read at the first call, else SIMD when available.
+ *   cnf_made_set_simd(on): 1 SIMD (CNF_ERR_ARG if not available), 0 generic, -1 the default.
+ * A backward pass takes the path of its forward pass.  Process-wide; not thread-safe. */
+int cnf_made_simd_available(void);
+int cnf_made_simd(void);
+int cnf_made_set_simd(int on);
+
 /* Trainable parameters of a MADE as stored (masked zeros included). */
 size_t cnf_made_count_params(int D, int C, int H, int L, int P);
 /* Parameters that are not masked: free weights + biases + Wc. */
