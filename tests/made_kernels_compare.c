@@ -23,8 +23,15 @@
  * parameter gradients additionally sum over up to 300 events.  All quantities are O(1)-scaled
  * by construction (|out| and |dx| up to ~10, per-event parameter gradients ~1): atol is the
  * absolute error of an O(1) sum whose terms cancel (d near 0), rtol the relative error of a
- * value that does not cancel.  Measured worst cases are ~3-10x below these bounds (README);
- * a wrong or missing term (e.g. one k of a panel skipped) is >= 1e-2 off and fails. */
+ * value that does not cancel.  Measured worst |f - d| / (atol + rtol |d|) on an AVX-512 EPYC:
+ * <= 0.6 (SIMD path) and <= 0.3 (generic path), most records < 0.05.  Known and tested
+ * failures it catches: one input column dropped from a panel, the last prefix entry of each
+ * weight-gradient row dropped, a bias-gradient sum 0.1 % off.
+ * Not covered by a tolerance: an event within ~1e-5 of a kink of the flow (a ReLU switching or
+ * an RQS input on a knot), where float and double may take different one-sided derivatives;
+ * the fixed batches of made_kernels_dump.c are away from kinks (an earlier flowi batch had one
+ * event 1e-6..1e-5 in c from a kink: its float gradient was the double one-sided derivative on
+ * the other side). */
 typedef struct tol {
   const char *suffix;
   double atol, rtol;
@@ -35,7 +42,8 @@ static const tol tols[] = {
     {"/dc", 5e-5, 5e-5},          /* MADE dL/dc (n, C), accumulated: same, up to 3712 + 196 */
     {"/logp", 2e-4, 2e-5},        /* flow log p (n): ~ -D log(2 pi)/2 + log-dets, |logp| ~ 10-300 */
     {"/logp_train", 2e-4, 2e-5},  /* same from the training pass */
-    {"/grad_params", 5e-5, 1e-4}, /* MADE: sum over 300 events; flows: mean NLL gradient */
+    {"/grad_params", 1e-4, 1e-4}, /* MADE: sums over 300 events of terms up to ~100 that
+                                     largely cancel; flows: the mean NLL gradient */
     {"/grad_c", 1e-6, 1e-4},      /* flow d mean NLL / d c (n, C): 1/n-scaled per event */
 };
 
