@@ -39,7 +39,8 @@ static int made_simd_mode = -1;
 
 int cnf_made_simd_available(void) {
 #if MADE_SIMD
-  /* -march=native decides what is compiled; the binary may still run on an older CPU */
+  /* -march=native decides what is compiled; the run-time check keeps a binary moved to a CPU
+   * without AVX-512F off these kernels (other code of such a build may still need it) */
   return __builtin_cpu_supports("avx512f") ? 1 : 0;
 #else
   return 0;
