@@ -5,6 +5,15 @@
 
 #include "cnflow/flow.h"
 
+/* The largest number of RQS bins: the kernel keeps per-element knots on the stack (rqs.c's
+ * RQS_KMAX must be at least this). */
+#define CNF_RQS_MAX_BINS 64
+
+/* The one rule set for bijector hyper-parameters (flow.c), run by cnf_flow_create and by every
+ * constructor below: 0 if spec is valid for a bijector on D dims with C conditions, else
+ * CNF_ERR_ARG with "bijector k (kind): problem" (k >= 0) or "kind: problem" (k < 0). */
+int cnf_bijector_spec_check(const cnf_bijector_spec *spec, int D, int C, int k);
+
 int cnf_bij_maf_create(cnf_bijector *b);      /* CNF_BIJ_MAF_AFFINE, CNF_BIJ_MAF_RQS  (maf.c) */
 int cnf_bij_coupling_create(cnf_bijector *b); /* CNF_BIJ_COUPLING_RQS               (coupling.c) */
 int cnf_bij_actnorm_create(cnf_bijector *b);  /* CNF_BIJ_ACTNORM                    (actnorm.c) */

@@ -244,20 +244,7 @@ int cnf_bij_coupling_create(cnf_bijector *b) {
   const int D = b->dim, C = b->cond_dim;
   if (s->kind != CNF_BIJ_COUPLING_RQS)
     return cnf_error_set(CNF_ERR_ARG, "coupling: wrong kind %d", (int)s->kind);
-  if (D < 2 || C < 0)
-    return cnf_error_set(CNF_ERR_ARG, "coupling: needs dimension >= 2 (got D=%d, C=%d)", D, C);
-  if (s->bins < 2 || s->bins > 64)
-    return cnf_error_set(CNF_ERR_ARG, "coupling: bins = %d must be in [2, 64]", s->bins);
-  if (s->tails != CNF_TAILS_EVENT && s->tails != CNF_TAILS_ELEMENT)
-    return cnf_error_set(CNF_ERR_ARG, "coupling: unknown tails %d", (int)s->tails);
-  if (!(s->tail_bound > 0) || !(s->min_bin_width > 0) || !(s->min_bin_height > 0) ||
-      !(s->min_derivative > 0) || s->min_bin_width * s->bins >= 1 ||
-      s->min_bin_height * s->bins >= 1)
-    return cnf_error_set(CNF_ERR_ARG,
-                         "coupling: invalid spline constants (B %g, min width %g, height %g, "
-                         "derivative %g, K %d)",
-                         s->tail_bound, s->min_bin_width, s->min_bin_height, s->min_derivative,
-                         s->bins);
+  CNF_CALL(cnf_bijector_spec_check(s, D, C, -1));
   coupling_impl *p = cnf_calloc(1, sizeof *p);
   if (!p)
     return CNF_ERR_NOMEM;

@@ -364,64 +364,27 @@ static const cnf_bijector_ops affine_ops = ELEMENTWISE_OPS(affine);
 static const cnf_bijector_ops log_ops = ELEMENTWISE_OPS(log);
 static const cnf_bijector_ops cond_scale_ops = ELEMENTWISE_OPS(cond_scale);
 
-/* Deep-copies the spec arrays a kind needs (the caller's spec arrays are borrowed). */
+/* Deep-copies the spec arrays a kind needs (the caller's spec arrays are borrowed; the spec has
+ * passed cnf_bijector_spec_check, so the arrays are valid). */
 static int elementwise_copy_arrays(cnf_bijector *b, elementwise_impl *im) {
   const int D = b->dim;
   const cnf_bijector_spec *s = &b->spec;
   if (s->kind == CNF_BIJ_PERMUTE) {
-    if (!s->perm)
-      return cnf_error_set(CNF_ERR_ARG, "permute bijector: no permutation given");
     im->perm = cnf_malloc(sizeof(int) * (size_t)D);
-    int *seen = cnf_calloc((size_t)D, sizeof(int));
-    if (!im->perm || !seen) {
-      free(seen);
+    if (!im->perm)
       return CNF_ERR_NOMEM;
-    }
-    for (int j = 0; j < D; j++) {
-      int p = s->perm[j];
-      if (p < 0 || p >= D || seen[p]) {
-        free(seen);
-        return cnf_error_set(CNF_ERR_ARG,
-                             "permute bijector: entry %d = %d makes it not a permutation of "
-                             "0..%d",
-                             j, p, D - 1);
-      }
-      seen[p] = 1;
-      im->perm[j] = p;
-    }
-    free(seen);
+    memcpy(im->perm, s->perm, sizeof(int) * (size_t)D);
   } else if (s->kind == CNF_BIJ_AFFINE_FIXED) {
-    if (!s->shift || !s->scale)
-      return cnf_error_set(CNF_ERR_ARG, "affine_fixed bijector: shift and scale are required");
     im->shift = cnf_malloc(sizeof(double) * (size_t)D);
     im->scale = cnf_malloc(sizeof(double) * (size_t)D);
     if (!im->shift || !im->scale)
       return CNF_ERR_NOMEM;
     im->log_abs_scale_sum = 0;
     for (int j = 0; j < D; j++) {
-      if (!isfinite(s->shift[j]) || !isfinite(s->scale[j]) || s->scale[j] == 0.0)
-        return cnf_error_set(CNF_ERR_ARG,
-                             "affine_fixed bijector: dimension %d has shift %g, scale %g "
-                             "(need finite values and a non-zero scale)",
-                             j, s->shift[j], s->scale[j]);
       im->shift[j] = s->shift[j];
       im->scale[j] = s->scale[j];
       im->log_abs_scale_sum += log(fabs(s->scale[j]));
     }
-  } else if (s->kind == CNF_BIJ_LOG) {
-    if (!(s->eps >= 0.0) || !isfinite(s->eps))
-      return cnf_error_set(CNF_ERR_ARG, "log bijector: eps = %g must be finite and >= 0", s->eps);
-  } else if (s->kind == CNF_BIJ_COND_SCALE) {
-    if (s->cond_index < 0 || s->cond_index >= b->cond_dim)
-      return cnf_error_set(CNF_ERR_ARG, "cond_scale bijector: condition index %d outside [0, %d)",
-                           s->cond_index, b->cond_dim);
-    if (!isfinite(s->cond_a) || !isfinite(s->cond_b))
-      return cnf_error_set(CNF_ERR_ARG, "cond_scale bijector: cond_a = %g, cond_b = %g must be "
-                           "finite", s->cond_a, s->cond_b);
-  } else if (s->kind == CNF_BIJ_LOGIT) {
-    if (!(s->alpha >= 0.0 && s->alpha < 0.5))
-      return cnf_error_set(CNF_ERR_ARG, "logit bijector: alpha = %g must be in [0, 0.5)",
-                           s->alpha);
   }
   return 0;
 }
@@ -438,9 +401,7 @@ int cnf_bij_elementwise_create(cnf_bijector *b) {
   default:
     return cnf_error_set(CNF_ERR_ARG, "bijector kind %d is not elementwise", (int)b->spec.kind);
   }
-  if (b->dim < 1)
-    return cnf_error_set(CNF_ERR_ARG, "%s bijector: dimension %d < 1",
-                         cnf_bijector_kind_name(b->spec.kind), b->dim);
+  CNF_CALL(cnf_bijector_spec_check(&b->spec, b->dim, b->cond_dim, -1));
   elementwise_impl *im = cnf_calloc(1, sizeof *im);
   if (!im)
     return CNF_ERR_NOMEM;

@@ -1,10 +1,12 @@
 /* The conditional flow: an ordered chain of bijectors (density direction x -> z), one flat
  * parameter buffer and one flat gradient buffer, the condition transform, log-density,
- * sampling and the weighted-NLL backward pass.  Also the bijector factory and the reference
- * architectures ("presets").  Conventions are documented in include/cnflow/flow.h. */
+ * sampling and the weighted-NLL backward pass.  Also the bijector factory and the one check of
+ * bijector hyper-parameters.  The reference architectures ("presets") are in presets.c.
+ * Conventions are documented in include/cnflow/flow.h. */
 #include "bijector_impl.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,72 +53,124 @@ int cnf_bijector_kind_from_name(const char *name) {
   return -1;
 }
 
-static int validate_rqs_spec(const cnf_bijector_spec *s, int k) {
-  const char *name = cnf_bijector_kind_name(s->kind);
-  if (s->bins < 2 || s->bins > 64)
-    return cnf_error_set(CNF_ERR_ARG, "bijector %d (%s): bins = %d must be in [2, 64]", k, name,
-                         s->bins);
+/* ---- the one check of bijector hyper-parameters ------------------------------------------- */
+/* Every entry point (cnf_flow_create, hence model files and presets, and the per-kind
+ * constructors) runs this check, so a spec is accepted or refused by one rule set with one
+ * message.  k >= 0 names the bijector's place in a flow ("bijector 3 (maf_rqs): ..."); k < 0 is
+ * a bare constructor call ("maf_rqs: ...").  The problem text after the prefix is the same. */
+static int spec_fail(int k, cnf_bijector_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int spec_fail(int k, cnf_bijector_kind kind, const char *fmt, ...) {
+  char msg[600];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (k >= 0)
+    return cnf_error_set(CNF_ERR_ARG, "bijector %d (%s): %s", k, cnf_bijector_kind_name(kind),
+                         msg);
+  return cnf_error_set(CNF_ERR_ARG, "%s: %s", cnf_bijector_kind_name(kind), msg);
+}
+
+/* The RQS constants (flows-reference.md section 3.1): widths = min_w + (1 - K min_w) softmax(.)
+ * needs 0 < min_w and K min_w < 1 -- min_w = 0 lets a softmax underflow give a zero-width bin
+ * (a division by zero in xi = (x - x_k) / w_k), K min_w >= 1 leaves no free mass or makes
+ * widths negative; the same for heights.  derivs = min_d + softplus(.) needs min_d > 0 (a zero
+ * knot derivative is a zero Jacobian), and the tails' boundary derivative is exactly 1, made
+ * by the raw value log(exp(1 - min_d) - 1), which exists only for min_d < 1.  The constants
+ * are checked as the kernel sees them (cnf_real): a positive double that rounds to a float 0
+ * is refused in the float library. */
+static int check_rqs(const cnf_bijector_spec *s, int k) {
+  if (s->bins < 2 || s->bins > CNF_RQS_MAX_BINS)
+    return spec_fail(k, s->kind, "bins = %d must be in [2, %d]", s->bins, CNF_RQS_MAX_BINS);
   if (!(s->tail_bound > 0) || !isfinite(s->tail_bound))
-    return cnf_error_set(CNF_ERR_ARG, "bijector %d (%s): tail_bound = %g must be > 0", k, name,
-                         s->tail_bound);
+    return spec_fail(k, s->kind, "tail_bound = %g must be > 0", s->tail_bound);
   double kmax = 1.0 / s->bins;
-  if (!(s->min_bin_width > 0 && s->min_bin_width < kmax))
-    return cnf_error_set(CNF_ERR_ARG,
-                         "bijector %d (%s): min_bin_width = %g must be in (0, 1/bins = %g)", k,
-                         name, s->min_bin_width, kmax);
-  if (!(s->min_bin_height > 0 && s->min_bin_height < kmax))
-    return cnf_error_set(CNF_ERR_ARG,
-                         "bijector %d (%s): min_bin_height = %g must be in (0, 1/bins = %g)", k,
-                         name, s->min_bin_height, kmax);
-  /* boundary derivatives are exactly 1, so the minimum must stay below 1 */
-  if (!(s->min_derivative > 0 && s->min_derivative < 1))
-    return cnf_error_set(CNF_ERR_ARG, "bijector %d (%s): min_derivative = %g must be in (0, 1)",
-                         k, name, s->min_derivative);
+  if (!(s->min_bin_width > 0 && (cnf_real)s->min_bin_width > 0 && s->min_bin_width < kmax))
+    return spec_fail(k, s->kind, "min_bin_width = %g must be in (0, 1/bins = %g)",
+                     s->min_bin_width, kmax);
+  if (!(s->min_bin_height > 0 && (cnf_real)s->min_bin_height > 0 && s->min_bin_height < kmax))
+    return spec_fail(k, s->kind, "min_bin_height = %g must be in (0, 1/bins = %g)",
+                     s->min_bin_height, kmax);
+  if (!(s->min_derivative > 0 && (cnf_real)s->min_derivative > 0 && s->min_derivative < 1))
+    return spec_fail(k, s->kind, "min_derivative = %g must be in (0, 1)", s->min_derivative);
   return 0;
 }
 
-static int validate_spec(const cnf_bijector_spec *s, int D, int C, int k) {
-  if ((int)s->kind < 0 || s->kind >= CNF_BIJ_KIND_COUNT)
-    return cnf_error_set(CNF_ERR_ARG, "bijector %d: unknown kind %d", k, (int)s->kind);
-  const char *name = cnf_bijector_kind_name(s->kind);
+/* A permutation of 0..D-1: every entry in range and none twice. */
+static int check_perm(const cnf_bijector_spec *s, int D, int k) {
+  if (!s->perm)
+    return spec_fail(k, s->kind, "no permutation given");
+  unsigned char *seen = cnf_calloc((size_t)D, 1);
+  if (!seen)
+    return cnf_error_set(CNF_ERR_NOMEM, "permute: cannot allocate %d flags", D);
+  for (int j = 0; j < D; j++) {
+    int p = s->perm[j];
+    if (p < 0 || p >= D || seen[p]) {
+      free(seen);
+      return spec_fail(k, s->kind, "entry %d = %d makes it not a permutation of 0..%d", j, p,
+                       D - 1);
+    }
+    seen[p] = 1;
+  }
+  free(seen);
+  return 0;
+}
+
+int cnf_bijector_spec_check(const cnf_bijector_spec *s, int D, int C, int k) {
+  if ((int)s->kind < 0 || s->kind >= CNF_BIJ_KIND_COUNT) {
+    if (k >= 0)
+      return cnf_error_set(CNF_ERR_ARG, "bijector %d: unknown kind %d", k, (int)s->kind);
+    return cnf_error_set(CNF_ERR_ARG, "bijector: unknown kind %d", (int)s->kind);
+  }
+  if (D < 1 || C < 0)
+    return spec_fail(k, s->kind, "need D >= 1 and C >= 0 (got D=%d C=%d)", D, C);
   switch (s->kind) {
   case CNF_BIJ_MAF_AFFINE:
   case CNF_BIJ_MAF_RQS:
   case CNF_BIJ_COUPLING_RQS:
     if (s->hidden < 1 || s->n_hidden < 1)
-      return cnf_error_set(CNF_ERR_ARG,
-                           "bijector %d (%s): hidden = %d and n_hidden = %d must be >= 1", k,
-                           name, s->hidden, s->n_hidden);
+      return spec_fail(k, s->kind, "hidden = %d and n_hidden = %d must be >= 1", s->hidden,
+                       s->n_hidden);
     if (s->kind == CNF_BIJ_MAF_AFFINE && s->scale_kind != CNF_AFFINE_SCALE_EXP &&
         s->scale_kind != CNF_AFFINE_SCALE_EXP_TANH && s->scale_kind != CNF_AFFINE_SCALE_SHIFT)
-      return cnf_error_set(CNF_ERR_ARG, "bijector %d (%s): unknown scale_kind %d", k, name,
-                           (int)s->scale_kind);
+      return spec_fail(k, s->kind, "unknown scale_kind %d", (int)s->scale_kind);
     if (s->kind != CNF_BIJ_MAF_AFFINE)
-      CNF_CALL(validate_rqs_spec(s, k));
+      CNF_CALL(check_rqs(s, k));
     if (s->kind == CNF_BIJ_COUPLING_RQS) {
       if (D < 2)
-        return cnf_error_set(CNF_ERR_ARG, "bijector %d (%s): needs dimension >= 2, got %d", k,
-                             name, D);
+        return spec_fail(k, s->kind, "needs dimension >= 2, got %d", D);
       if (s->tails != CNF_TAILS_EVENT && s->tails != CNF_TAILS_ELEMENT)
-        return cnf_error_set(CNF_ERR_ARG, "bijector %d (%s): unknown tails %d", k, name,
-                             (int)s->tails);
+        return spec_fail(k, s->kind, "unknown tails %d", (int)s->tails);
     }
     break;
-  case CNF_BIJ_PERMUTE:
-    if (!s->perm)
-      return cnf_error_set(CNF_ERR_ARG, "bijector %d (permute): no permutation given", k);
-    break;
+  case CNF_BIJ_PERMUTE: CNF_CALL(check_perm(s, D, k)); break;
   case CNF_BIJ_AFFINE_FIXED:
     if (!s->shift || !s->scale)
-      return cnf_error_set(CNF_ERR_ARG, "bijector %d (affine_fixed): shift and scale required",
-                           k);
+      return spec_fail(k, s->kind, "shift and scale required");
+    for (int j = 0; j < D; j++)
+      if (!isfinite(s->shift[j]) || !isfinite(s->scale[j]) || s->scale[j] == 0.0)
+        return spec_fail(k, s->kind,
+                         "dimension %d has shift %g, scale %g (need finite values and a "
+                         "non-zero scale)",
+                         j, s->shift[j], s->scale[j]);
     break;
   case CNF_BIJ_LOGIT:
     if (!(s->alpha >= 0 && s->alpha < 0.5))
-      return cnf_error_set(CNF_ERR_ARG, "bijector %d (logit): alpha = %g must be in [0, 0.5)",
-                           k, s->alpha);
+      return spec_fail(k, s->kind, "alpha = %g must be in [0, 0.5)", s->alpha);
     break;
-  default: break;
+  case CNF_BIJ_LOG:
+    if (!(s->eps >= 0.0) || !isfinite(s->eps))
+      return spec_fail(k, s->kind, "eps = %g must be finite and >= 0", s->eps);
+    break;
+  case CNF_BIJ_COND_SCALE:
+    if (s->cond_index < 0 || s->cond_index >= C)
+      return spec_fail(k, s->kind, "condition index %d outside [0, %d)", s->cond_index, C);
+    if (!isfinite(s->cond_a) || !isfinite(s->cond_b))
+      return spec_fail(k, s->kind, "cond_a = %g, cond_b = %g must be finite", s->cond_a,
+                       s->cond_b);
+    break;
+  default: break; /* actnorm, tanh: no hyper-parameters */
   }
   return 0;
 }
@@ -125,7 +179,7 @@ static int validate_spec(const cnf_bijector_spec *s, int D, int C, int k) {
  * The spec's arrays are borrowed; the constructor deep-copies what it keeps. */
 static int cnf_bijector_create(const cnf_bijector_spec *spec, int D, int C, int k,
                                cnf_bijector *b) {
-  CNF_CALL(validate_spec(spec, D, C, k));
+  CNF_CALL(cnf_bijector_spec_check(spec, D, C, k));
   b->spec = *spec;
   /* only the kinds that own an array keep the pointer (never a dangling borrowed one) */
   if (spec->kind != CNF_BIJ_PERMUTE)
@@ -595,139 +649,4 @@ int cnf_flow_nll_backward(cnf_flow *f, int n, const cnf_real *x, const cnf_real 
     for (size_t e = 0; e < (size_t)n * C; e++)
       dc[e] = dc_acc[e] * f->dcond[e];
   return 0;
-}
-
-/* ---- reference architectures ---------------------------------------------------------------- */
-#define PRESET_MAX_BIJ 64
-
-typedef struct preset_builder {
-  int D, C, n;
-  cnf_bijector_spec specs[PRESET_MAX_BIJ];
-  int *perms; /* (PRESET_MAX_BIJ, D): storage for the permutation specs */
-  uint64_t seed;
-  int n_random; /* random permutations drawn so far (stream index) */
-} preset_builder;
-
-typedef enum preset_perm { PERM_REVERSE, PERM_HALF_SWAP, PERM_RANDOM } preset_perm;
-
-static cnf_bijector_spec *preset_push(preset_builder *pb, cnf_bijector_kind kind) {
-  CNF_ASSERT(pb->n < PRESET_MAX_BIJ);
-  cnf_bijector_spec *s = &pb->specs[pb->n++];
-  memset(s, 0, sizeof *s);
-  s->kind = kind;
-  return s;
-}
-
-static void preset_permute(preset_builder *pb, preset_perm how) {
-  int *p = pb->perms + (size_t)pb->n * pb->D;
-  const int D = pb->D;
-  if (how == PERM_REVERSE) {
-    for (int j = 0; j < D; j++)
-      p[j] = D - 1 - j;
-  } else if (how == PERM_HALF_SWAP) {
-    /* TFP Permute([D//2..D-1, 0..D//2-1]): the CNF study's permutation */
-    for (int j = 0; j < D; j++)
-      p[j] = (j + D / 2) % D;
-  } else {
-    /* stream (seed, index of this random permutation, sub 1): independent of the parameter
-     * init streams (sub 0) */
-    cnf_rng r;
-    cnf_rng_init(&r, pb->seed, (uint64_t)pb->n_random++, 1);
-    cnf_rng_permutation(&r, D, p);
-  }
-  preset_push(pb, CNF_BIJ_PERMUTE)->perm = p;
-}
-
-static void preset_maf(preset_builder *pb, cnf_bijector_kind kind, int hidden, int n_hidden,
-                       int bins, double bound, double min_const, cnf_affine_scale scale_kind) {
-  cnf_bijector_spec *s = preset_push(pb, kind);
-  s->hidden = hidden;
-  s->n_hidden = n_hidden;
-  s->bins = bins;
-  s->tail_bound = bound;
-  s->min_bin_width = s->min_bin_height = s->min_derivative = min_const;
-  s->scale_kind = scale_kind;
-  s->tails = CNF_TAILS_ELEMENT;
-}
-
-/* n_blocks MAF blocks with a permutation between consecutive blocks (the peer CondMAF order:
- * block0, perm0, block1, ..., block_{n-1}). */
-static void preset_maf_chain(preset_builder *pb, int n_blocks, preset_perm perm,
-                             cnf_bijector_kind kind, int hidden, int n_hidden, int bins,
-                             double bound, double min_const, cnf_affine_scale scale_kind) {
-  for (int b = 0; b < n_blocks; b++) {
-    if (b > 0)
-      preset_permute(pb, perm);
-    preset_maf(pb, kind, hidden, n_hidden, bins, bound, min_const, scale_kind);
-  }
-}
-
-int cnf_flow_create_preset(const char *name, int D, int C, uint64_t seed, cnf_flow **out) {
-  *out = NULL;
-  static const struct {
-    const char *name;
-    int D, C;
-  } defaults[] = {{"cnf", 6, 5},      {"cnf_peer", 6, 5}, {"paraflow", 128, 3},
-                  {"flowi", 6, 1},    {"flowi_paper", 6, 1}, {"caloinn", 0, 1},
-                  {"toy", 2, 1}};
-  int which = -1;
-  for (int i = 0; i < (int)(sizeof defaults / sizeof defaults[0]); i++)
-    if (name && strcmp(name, defaults[i].name) == 0)
-      which = i;
-  if (which < 0)
-    return cnf_error_set(CNF_ERR_ARG,
-                         "unknown flow preset '%s' (known: cnf, cnf_peer, paraflow, flowi, "
-                         "flowi_paper, caloinn, toy)",
-                         name ? name : "(null)");
-  if (D < 0 || C < 0)
-    return cnf_error_set(CNF_ERR_ARG, "preset %s: negative D=%d or C=%d", name, D, C);
-  preset_builder pb = {.D = D > 0 ? D : defaults[which].D, .C = C > 0 ? C : defaults[which].C,
-                       .seed = seed};
-  if (pb.D < 1)
-    return cnf_error_set(CNF_ERR_ARG, "preset %s: the data dimension D must be given", name);
-  pb.perms = cnf_malloc(sizeof(int) * PRESET_MAX_BIJ * (size_t)pb.D);
-  if (!pb.perms)
-    return CNF_ERR_NOMEM;
-  const cnf_bijector_kind AFF = CNF_BIJ_MAF_AFFINE, RQS = CNF_BIJ_MAF_RQS;
-  const cnf_affine_scale EXP = CNF_AFFINE_SCALE_EXP, EXP_TANH = CNF_AFFINE_SCALE_EXP_TANH;
-  if (strcmp(name, "cnf") == 0) {
-    /* TFP Chain(reversed([MAF0, P, ..., MAF9, P, Tanh])) read in the density direction:
-     * atanh, then (half-swap P, MAF) ten times */
-    preset_push(&pb, CNF_BIJ_TANH);
-    for (int b = 0; b < 10; b++) {
-      preset_permute(&pb, PERM_HALF_SWAP);
-      preset_maf(&pb, AFF, 128, 2, 0, 0, 0, EXP_TANH);
-    }
-  } else if (strcmp(name, "cnf_peer") == 0) {
-    preset_push(&pb, CNF_BIJ_TANH);
-    preset_maf_chain(&pb, 10, PERM_REVERSE, AFF, 128, 2, 0, 0, 0, EXP);
-  } else if (strcmp(name, "paraflow") == 0) {
-    preset_maf_chain(&pb, 10, PERM_RANDOM, RQS, 196, 2, 10, 14.0, 1e-3, EXP);
-  } else if (strcmp(name, "flowi") == 0) {
-    preset_maf_chain(&pb, 6, PERM_REVERSE, RQS, 64, 2, 8, 14.0, 1e-3, EXP);
-  } else if (strcmp(name, "flowi_paper") == 0) {
-    /* Du et al.: nflows num_blocks=2 means 3 hidden layers; RandomPermutation; min 1e-6 */
-    preset_maf_chain(&pb, 6, PERM_RANDOM, RQS, 64, 3, 8, 14.0, 1e-6, EXP);
-  } else if (strcmp(name, "caloinn") == 0) {
-    /* [ActNorm, RQS coupling, random permutation] blocks; the last permutation is dropped
-     * (it would only relabel the standard-normal latents) */
-    const int n_blocks = 8;
-    for (int b = 0; b < n_blocks; b++) {
-      preset_push(&pb, CNF_BIJ_ACTNORM);
-      cnf_bijector_spec *s = preset_push(&pb, CNF_BIJ_COUPLING_RQS);
-      s->hidden = 64;
-      s->n_hidden = 2;
-      s->bins = 8;
-      s->tail_bound = 6.0;
-      s->min_bin_width = s->min_bin_height = s->min_derivative = 1e-3;
-      s->tails = CNF_TAILS_EVENT;
-      if (b < n_blocks - 1)
-        preset_permute(&pb, PERM_RANDOM);
-    }
-  } else { /* toy */
-    preset_maf_chain(&pb, 4, PERM_REVERSE, RQS, 32, 2, 8, 5.0, 1e-3, EXP);
-  }
-  int rc = cnf_flow_create(pb.D, pb.C, pb.n, pb.specs, out);
-  free(pb.perms);
-  return rc;
 }

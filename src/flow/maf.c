@@ -40,7 +40,6 @@ static inline float maf_tanh_fast(float u) {
 
 /* Rows per tile of the sequential (sampling) pass: L * TILE * H activations stay in L2. */
 #define MAF_SEQ_TILE 128
-#define MAF_RQS_KMAX 64
 
 typedef struct maf_impl {
   cnf_made *made;
@@ -328,43 +327,10 @@ static const cnf_bijector_ops maf_ops = {
     .destroy = maf_destroy,
 };
 
-static int maf_validate(const cnf_bijector *b) {
-  const cnf_bijector_spec *s = &b->spec;
-  const char *name = maf_name(b);
-  if (b->dim < 1 || b->cond_dim < 0)
-    return cnf_error_set(CNF_ERR_ARG, "%s: need D >= 1 and C >= 0 (got D=%d C=%d)", name,
-                         b->dim, b->cond_dim);
-  if (s->hidden < 1 || s->n_hidden < 1)
-    return cnf_error_set(CNF_ERR_ARG, "%s: hidden = %d and n_hidden = %d must be >= 1", name,
-                         s->hidden, s->n_hidden);
-  if (s->kind == CNF_BIJ_MAF_AFFINE) {
-    if (s->scale_kind != CNF_AFFINE_SCALE_EXP && s->scale_kind != CNF_AFFINE_SCALE_EXP_TANH &&
-        s->scale_kind != CNF_AFFINE_SCALE_SHIFT)
-      return cnf_error_set(CNF_ERR_ARG, "%s: unknown scale kind %d", name, (int)s->scale_kind);
-    return 0;
-  }
-  const int K = s->bins;
-  if (K < 2 || K > MAF_RQS_KMAX)
-    return cnf_error_set(CNF_ERR_ARG, "%s: bins = %d must be in [2, %d]", name, K,
-                         MAF_RQS_KMAX);
-  if (!(s->tail_bound > 0) || !isfinite(s->tail_bound))
-    return cnf_error_set(CNF_ERR_ARG, "%s: tail_bound = %g must be finite and > 0", name,
-                         s->tail_bound);
-  if (!(s->min_bin_width >= 0 && s->min_bin_width * K < 1) ||
-      !(s->min_bin_height >= 0 && s->min_bin_height * K < 1))
-    return cnf_error_set(CNF_ERR_ARG,
-                         "%s: min_bin_width = %g and min_bin_height = %g must be in [0, 1/K)",
-                         name, s->min_bin_width, s->min_bin_height);
-  if (!(s->min_derivative >= 0 && s->min_derivative < 1))
-    return cnf_error_set(CNF_ERR_ARG, "%s: min_derivative = %g must be in [0, 1)", name,
-                         s->min_derivative);
-  return 0;
-}
-
 int cnf_bij_maf_create(cnf_bijector *b) {
   if (b->spec.kind != CNF_BIJ_MAF_AFFINE && b->spec.kind != CNF_BIJ_MAF_RQS)
     return cnf_error_set(CNF_ERR_ARG, "bijector kind %d is not a MAF block", (int)b->spec.kind);
-  CNF_CALL(maf_validate(b));
+  CNF_CALL(cnf_bijector_spec_check(&b->spec, b->dim, b->cond_dim, -1));
   maf_impl *im = cnf_calloc(1, sizeof *im);
   if (!im)
     return CNF_ERR_NOMEM;
