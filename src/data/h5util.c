@@ -1,4 +1,5 @@
-/* HDF5 helpers for src/data: quiet error stacks turned into one-line messages, attributes,
+/* HDF5 helpers shared by src/data, the model file (src/flow/flow_io.c) and the inference
+ * outputs (src/infer): quiet error stacks turned into one-line messages, attributes,
  * deterministic property lists, and the status sync that keeps ranks in step on failure. */
 #include "h5util.h"
 
@@ -97,15 +98,20 @@ static hid_t vlen_string_type(void) {
   return t;
 }
 
-static int attr_write(hid_t obj, const char *name, hid_t type, hid_t space, const void *buf) {
+static int attr_write2(hid_t obj, const char *name, hid_t ftype, hid_t mtype, hid_t space,
+                       const void *buf) {
   int rc = 0;
-  hid_t a = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+  hid_t a = H5Acreate2(obj, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
   if (a < 0)
     return h5u_fail(CNF_ERR_IO, "cannot create attribute '%s'", name);
-  if (H5Awrite(a, type, buf) < 0)
+  if (H5Awrite(a, mtype, buf) < 0)
     rc = h5u_fail(CNF_ERR_IO, "cannot write attribute '%s'", name);
   H5Aclose(a);
   return rc;
+}
+
+static int attr_write(hid_t obj, const char *name, hid_t type, hid_t space, const void *buf) {
+  return attr_write2(obj, name, type, type, space, buf);
 }
 
 int h5u_attr_write_string(hid_t obj, const char *name, const char *value) {
@@ -147,6 +153,28 @@ int h5u_attr_write_double(hid_t obj, const char *name, double value) {
     return h5u_fail(CNF_ERR_IO, "cannot describe attribute '%s'", name);
   int rc = attr_write(obj, name, H5T_IEEE_F64LE, s, &value);
   H5Sclose(s);
+  return rc;
+}
+
+int h5u_attr_write_scalar(hid_t obj, const char *name, hid_t ftype, hid_t mtype,
+                          const void *value) {
+  hid_t s = H5Screate(H5S_SCALAR);
+  if (s < 0)
+    return h5u_fail(CNF_ERR_IO, "cannot describe attribute '%s'", name);
+  int rc = attr_write2(obj, name, ftype, mtype, s, value);
+  H5Sclose(s);
+  return rc;
+}
+
+int h5u_attr_write_fixed_string(hid_t obj, const char *name, const char *value) {
+  hid_t t = H5Tcopy(H5T_C_S1), s = H5Screate(H5S_SCALAR);
+  int rc = (t < 0 || s < 0 || H5Tset_size(t, strlen(value) + 1) < 0)
+               ? h5u_fail(CNF_ERR_IO, "cannot describe attribute '%s'", name)
+               : attr_write(obj, name, t, s, value);
+  if (s >= 0)
+    H5Sclose(s);
+  if (t >= 0)
+    H5Tclose(t);
   return rc;
 }
 
@@ -289,6 +317,21 @@ int h5u_attr_read_int64(hid_t obj, const char *name, int n, int64_t *out) {
     rc = h5u_fail(CNF_ERR_IO, "cannot read attribute '%s'", name);
   if (ft >= 0)
     H5Tclose(ft);
+  H5Aclose(a);
+  return rc;
+}
+
+int h5u_attr_read_scalar(hid_t obj, const char *name, hid_t mtype, void *val) {
+  hid_t a = -1;
+  int rc = attr_open(obj, name, &a);
+  if (rc != 0)
+    return rc;
+  hssize_t npoints = attr_npoints(a);
+  if (npoints != 1)
+    rc = cnf_error_set(CNF_ERR_FORMAT, "attribute '%s' must hold a single value, has %lld", name,
+                       (long long)npoints);
+  else if (H5Aread(a, mtype, val) < 0)
+    rc = cnf_error_set(CNF_ERR_FORMAT, "attribute '%s' has the wrong type", name);
   H5Aclose(a);
   return rc;
 }

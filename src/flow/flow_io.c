@@ -41,6 +41,7 @@
  * them on one rank.
  */
 #include "bijector_impl.h"
+#include "../data/h5util.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -63,55 +64,31 @@
 #define REAL_TYPE_NAME "float32"
 #endif
 
-/* HDF5 prints its error stack to stderr by default; we report our own one-line message. */
-typedef struct h5_quiet {
-  H5E_auto2_t func;
-  void *data;
-} h5_quiet;
-static void h5_quiet_begin(h5_quiet *q) {
-  H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-static void h5_quiet_end(const h5_quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
-
 /* ---- attribute and dataset helpers (path is only for messages) ------------------------------ */
-static int attr_write(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *val,
-                      const char *path) {
-  hid_t space = H5Screate(H5S_SCALAR);
-  hid_t attr = space < 0 ? -1 : H5Acreate2(obj, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t st = attr < 0 ? -1 : H5Awrite(attr, mtype, val);
-  if (attr >= 0)
-    H5Aclose(attr);
-  if (space >= 0)
-    H5Sclose(space);
-  if (st < 0)
-    return cnf_error_set(CNF_ERR_IO, "%s: cannot write attribute '%s'", path, name);
-  return 0;
+/* The attributes go through the shared HDF5 helpers (data/h5util.h); this file only puts the
+ * model file's path in front of their messages. */
+static int at_path(int rc, const char *path) {
+  if (rc >= 0)
+    return rc;
+  char msg[900];
+  snprintf(msg, sizeof msg, "%s", cnf_error_message());
+  return cnf_error_set(rc, "%s: %s", path, msg);
 }
 
 static int attr_write_str(hid_t obj, const char *name, const char *val, const char *path) {
-  hid_t t = H5Tcopy(H5T_C_S1);
-  if (t < 0 || H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
-    if (t >= 0)
-      H5Tclose(t);
-    return cnf_error_set(CNF_ERR_IO, "%s: cannot create a string type", path);
-  }
-  int rc = attr_write(obj, name, t, t, &val, path);
-  H5Tclose(t);
-  return rc;
+  return at_path(h5u_attr_write_string(obj, name, val), path);
 }
-
 static int attr_write_i32(hid_t obj, const char *name, int32_t v, const char *path) {
-  return attr_write(obj, name, H5T_STD_I32LE, H5T_NATIVE_INT32, &v, path);
+  return at_path(h5u_attr_write_scalar(obj, name, H5T_STD_I32LE, H5T_NATIVE_INT32, &v), path);
 }
 static int attr_write_i64(hid_t obj, const char *name, int64_t v, const char *path) {
-  return attr_write(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v, path);
+  return at_path(h5u_attr_write_scalar(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v), path);
 }
 static int attr_write_u64(hid_t obj, const char *name, uint64_t v, const char *path) {
-  return attr_write(obj, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v, path);
+  return at_path(h5u_attr_write_scalar(obj, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v), path);
 }
 static int attr_write_f64(hid_t obj, const char *name, double v, const char *path) {
-  return attr_write(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v, path);
+  return at_path(h5u_attr_write_scalar(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v), path);
 }
 
 /* Every attribute is read into room for one value: H5Aread writes ALL elements, so an array
@@ -129,19 +106,10 @@ static int attr_check_single(hid_t attr, const char *name, const char *path) {
 
 /* Numeric scalar attribute, converted by HDF5 to the memory type. */
 static int attr_read(hid_t obj, const char *name, hid_t mtype, void *val, const char *path) {
-  hid_t attr = H5Aopen(obj, name, H5P_DEFAULT);
-  if (attr < 0)
+  int rc = h5u_attr_read_scalar(obj, name, mtype, val);
+  if (rc == 1)
     return cnf_error_set(CNF_ERR_FORMAT, "%s: attribute '%s' is missing", path, name);
-  int rc = attr_check_single(attr, name, path);
-  if (rc < 0) {
-    H5Aclose(attr);
-    return rc;
-  }
-  herr_t st = H5Aread(attr, mtype, val);
-  H5Aclose(attr);
-  if (st < 0)
-    return cnf_error_set(CNF_ERR_FORMAT, "%s: attribute '%s' has the wrong type", path, name);
-  return 0;
+  return at_path(rc, path);
 }
 
 static int attr_read_i64(hid_t obj, const char *name, int64_t *v, const char *path) {
@@ -411,10 +379,10 @@ int cnf_flow_save(const cnf_flow *f, const char *path, const cnf_model_provenanc
   if (!tmp)
     return CNF_ERR_NOMEM;
   snprintf(tmp, len + 5, "%s.tmp", path);
-  h5_quiet q;
-  h5_quiet_begin(&q);
+  h5u_quiet q;
+  h5u_quiet_begin(&q);
   int rc = save_file(f, tmp, path, prov);
-  h5_quiet_end(&q);
+  h5u_quiet_end(&q);
   if (rc == 0 && rename(tmp, path) != 0)
     rc = cnf_error_set(CNF_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
   if (rc < 0)
@@ -723,8 +691,8 @@ int cnf_flow_load(const char *path, cnf_flow **out, cnf_model_provenance *prov) 
   struct stat st;
   if (stat(path, &st) != 0)
     return cnf_error_set(CNF_ERR_IO, "cannot open model file '%s': %s", path, strerror(errno));
-  h5_quiet q;
-  h5_quiet_begin(&q);
+  h5u_quiet q;
+  h5u_quiet_begin(&q);
   int rc;
   htri_t is_h5 = H5Fis_hdf5(path);
   hid_t file = -1;
@@ -738,7 +706,7 @@ int cnf_flow_load(const char *path, cnf_flow **out, cnf_model_provenance *prov) 
     rc = load_file(file, path, out, prov);
     H5Fclose(file);
   }
-  h5_quiet_end(&q);
+  h5u_quiet_end(&q);
   return rc;
 }
 

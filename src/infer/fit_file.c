@@ -3,6 +3,7 @@
  * rank 0 writes fit.h5 (small) through a temporary name. */
 #include "cnflow/data.h"
 #include "cnflow/infer.h"
+#include "../data/h5util.h"
 
 #include <hdf5.h>
 #include <math.h>
@@ -58,39 +59,15 @@ static int write_nd(hid_t loc, const char *name, int rank, const hsize_t *dims, 
   return ok ? 0 : cnf_error_set(CNF_ERR_IO, "cannot write dataset '%s'", name);
 }
 
-static int attr_str(hid_t loc, const char *name, const char *v) {
-  hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
-  H5Tset_size(t, strlen(v) + 1);
-  hid_t a = H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-  int ok = a >= 0 && H5Awrite(a, t, v) >= 0;
-  if (a >= 0)
-    H5Aclose(a);
-  H5Sclose(sp);
-  H5Tclose(t);
-  return ok ? 0 : cnf_error_set(CNF_ERR_IO, "cannot write attribute '%s'", name);
-}
-
-static int attr_i64(hid_t loc, const char *name, long long v) {
-  hid_t sp = H5Screate(H5S_SCALAR);
-  hid_t a = H5Acreate2(loc, name, H5T_NATIVE_LLONG, sp, H5P_DEFAULT, H5P_DEFAULT);
-  int ok = a >= 0 && H5Awrite(a, H5T_NATIVE_LLONG, &v) >= 0;
-  if (a >= 0)
-    H5Aclose(a);
-  H5Sclose(sp);
-  return ok ? 0 : cnf_error_set(CNF_ERR_IO, "cannot write attribute '%s'", name);
-}
-
 /* rank 0 only: the whole fit.h5 into tmp */
 static int write_fit(const char *tmp, const cnf_fit_job *job, int K, int P, const char *cols,
                      const cnf_fit_conf *conf, const cnf_fit_result *r, const double *tmean,
                      const double *tstd, const double *grid) {
   CNF_CALL(cnf_mkdir_parent(job->out));
-  H5E_auto2_t efunc = NULL;
-  void *edata = NULL;
-  H5Eget_auto2(H5E_DEFAULT, &efunc, &edata);
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* one line below, not HDF5's error stack */
+  h5u_quiet q; /* one line below, not HDF5's error stack */
+  h5u_quiet_begin(&q);
   hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  H5Eset_auto2(H5E_DEFAULT, efunc, edata);
+  h5u_quiet_end(&q);
   if (f < 0)
     return cnf_error_set(CNF_ERR_IO, "%s: cannot create the output file (permissions, or a "
                          "full disk?)", tmp);
@@ -98,15 +75,17 @@ static int write_fit(const char *tmp, const cnf_fit_job *job, int K, int P, cons
   hid_t g = H5Gcreate2(f, "fit", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   if (g < 0)
     rc = cnf_error_set(CNF_ERR_IO, "%s: cannot create group /fit", tmp);
-  if (rc == 0) rc = attr_str(f, "format", "cnflow-fit");
-  if (rc == 0) rc = attr_i64(f, "format_version", 1);
-  if (rc == 0) rc = attr_str(f, "input", job->data);
-  if (rc == 0) rc = attr_str(f, "split", job->split);
-  if (rc == 0) rc = attr_str(f, "ensemble", job->ensemble);
-  if (rc == 0) rc = attr_i64(f, "members", K);
-  if (rc == 0) rc = attr_i64(f, "showers", r->n_showers);
-  if (rc == 0) rc = attr_str(f, "columns", cols);
-  if (rc == 0) rc = attr_str(f, "git_rev", cnf_git_rev());
+  if (rc == 0) rc = h5u_attr_write_fixed_string(f, "format", "cnflow-fit");
+  const long long version = 1, members = K, showers = r->n_showers;
+  const hid_t LL = H5T_NATIVE_LLONG;
+  if (rc == 0) rc = h5u_attr_write_scalar(f, "format_version", LL, LL, &version);
+  if (rc == 0) rc = h5u_attr_write_fixed_string(f, "input", job->data);
+  if (rc == 0) rc = h5u_attr_write_fixed_string(f, "split", job->split);
+  if (rc == 0) rc = h5u_attr_write_fixed_string(f, "ensemble", job->ensemble);
+  if (rc == 0) rc = h5u_attr_write_scalar(f, "members", LL, LL, &members);
+  if (rc == 0) rc = h5u_attr_write_scalar(f, "showers", LL, LL, &showers);
+  if (rc == 0) rc = h5u_attr_write_fixed_string(f, "columns", cols);
+  if (rc == 0) rc = h5u_attr_write_fixed_string(f, "git_rev", cnf_git_rev());
   double lo[CNF_FIT_MAX_PAR], hi[CNF_FIT_MAX_PAR], one[3] = {r->logl_max, (double)r->flags,
                                                             (double)r->n_evals};
   for (int p = 0; p < P; p++) {

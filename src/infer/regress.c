@@ -16,6 +16,7 @@
 #include "cnflow/infer.h"
 
 #include "../data/h5util.h"
+#include "scan_out.h"
 
 #include <hdf5.h>
 #include <math.h>
@@ -110,158 +111,23 @@ static int regress_bind(const cnf_regress_job *in, cnf_flow *const *f, int K,
   return 0;
 }
 
-/* ---- output (the scan.h5 layout of include/cnflow/infer.h) --------------------------------- */
-#define REG_NCOLS 7
-static const char *const reg_cols[REG_NCOLS] = {"e_true", "e_pred", "e_lo", "e_hi",
-                                                "logl_max", "flags", "n_maxima"};
-static hid_t reg_col_type(int k) { return k >= 5 ? H5T_NATIVE_INT : H5T_NATIVE_DOUBLE; }
-
-typedef struct reg_out {
-  hid_t file, group, dset[REG_NCOLS], done, dxpl;
-} reg_out;
-
-static void reg_out_close(reg_out *o) {
-  for (int k = 0; k < REG_NCOLS; k++)
-    if (o->dset[k] >= 0)
-      H5Dclose(o->dset[k]);
-  if (o->done >= 0)
-    H5Dclose(o->done);
-  if (o->dxpl >= 0)
-    H5Pclose(o->dxpl);
-  if (o->group >= 0)
-    H5Gclose(o->group);
-  if (o->file >= 0)
-    H5Fclose(o->file);
-  o->file = o->group = o->done = o->dxpl = -1;
-  for (int k = 0; k < REG_NCOLS; k++)
-    o->dset[k] = -1;
-}
-
-static int attr_str(hid_t loc, const char *name, const char *v) {
-  hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
-  H5Tset_size(t, strlen(v) + 1);
-  hid_t a = H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-  int ok = a >= 0 && H5Awrite(a, t, v) >= 0;
-  if (a >= 0)
-    H5Aclose(a);
-  H5Sclose(sp);
-  H5Tclose(t);
-  return ok ? 0 : cnf_error_set(CNF_ERR_IO, "cannot write attribute '%s'", name);
-}
-
-static int attr_num(hid_t loc, const char *name, hid_t type, const void *v) {
-  hid_t sp = H5Screate(H5S_SCALAR);
-  hid_t a = H5Acreate2(loc, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
-  int ok = a >= 0 && H5Awrite(a, type, v) >= 0;
-  if (a >= 0)
-    H5Aclose(a);
-  H5Sclose(sp);
-  return ok ? 0 : cnf_error_set(CNF_ERR_IO, "cannot write attribute '%s'", name);
-}
-
-/* COLLECTIVE.  Every dataset allocated up front, attributes written by every rank alike. */
+/* ---- output: the scan.h5 layout of include/cnflow/infer.h, written by scan_out.h's writer ---- */
+/* COLLECTIVE.  No search range and no grid: e_min / e_max NaN, n_grid 0; no resume record (a
+ * regression is rerun, not resumed); byte-reproducible property lists. */
 static int reg_out_create(MPI_Comm comm, const cnf_regress_job *job, const char *tmp, uint64_t N,
-                          uint64_t n_blocks, int K, reg_out *o) {
-  hid_t fapl = h5u_fapl(comm), fcpl = h5u_gcpl_untimed(H5P_FILE_CREATE);
-  if (fapl < 0 || fcpl < 0) {
-    if (fapl >= 0)
-      H5Pclose(fapl);
-    if (fcpl >= 0)
-      H5Pclose(fcpl);
-    return cnf_error_set(CNF_ERR_IO, "%s: cannot set up the HDF5 property lists", tmp);
-  }
-  /* a failure is reported as one line, not as HDF5's error stack on every rank */
-  H5E_auto2_t efunc = NULL;
-  void *edata = NULL;
-  H5Eget_auto2(H5E_DEFAULT, &efunc, &edata);
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-  o->file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
-  H5Eset_auto2(H5E_DEFAULT, efunc, edata);
-  H5Pclose(fapl);
-  H5Pclose(fcpl);
-  if (o->file < 0)
-    return cnf_error_set(CNF_ERR_IO, "%s: cannot create the output file (permissions, or a "
-                         "full disk?)", tmp);
-  hid_t gcpl = h5u_gcpl_untimed(H5P_GROUP_CREATE);
-  o->group = gcpl < 0 ? -1 : H5Gcreate2(o->file, "scan", H5P_DEFAULT, gcpl, H5P_DEFAULT);
-  if (gcpl >= 0)
-    H5Pclose(gcpl);
-  if (o->group < 0)
-    return cnf_error_set(CNF_ERR_IO, "%s: cannot create group /scan", tmp);
-  /* no search range and no grid: e_min / e_max NaN, n_grid 0 */
-  const double nan = NAN;
-  int rc = 0, one = 1, kk = K, zero = 0;
-  if (rc == 0) rc = attr_str(o->file, "format", "cnflow-scan");
-  if (rc == 0) rc = attr_num(o->file, "format_version", H5T_NATIVE_INT, &one);
-  if (rc == 0) rc = attr_str(o->file, "method", "regression");
-  if (rc == 0) rc = attr_str(o->file, "prior", job->prior);
-  if (rc == 0) rc = attr_num(o->file, "e_min", H5T_NATIVE_DOUBLE, &nan);
-  if (rc == 0) rc = attr_num(o->file, "e_max", H5T_NATIVE_DOUBLE, &nan);
-  if (rc == 0) rc = attr_str(o->file, "input", job->data);
-  if (rc == 0) rc = attr_str(o->file, "split", job->split);
-  if (rc == 0) rc = attr_str(o->file, "ensemble", job->ensemble);
-  if (rc == 0) rc = attr_num(o->file, "members", H5T_NATIVE_INT, &kk);
-  if (rc == 0) rc = attr_num(o->file, "n_grid", H5T_NATIVE_INT, &zero);
-  if (rc == 0) rc = attr_str(o->file, "cnflow_version", CNFLOW_VERSION);
-  if (rc == 0) rc = attr_str(o->file, "git_rev", cnf_git_rev());
-  if (rc < 0)
-    return rc;
-  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-  H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
-  H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
-  H5Pset_obj_track_times(dcpl, 0);
-  hsize_t dims[1] = {N}, bdims[1] = {n_blocks};
-  hid_t sp = H5Screate_simple(1, dims, NULL), bsp = H5Screate_simple(1, bdims, NULL);
-  for (int k = 0; k < REG_NCOLS; k++)
-    o->dset[k] = H5Dcreate2(o->group, reg_cols[k], reg_col_type(k), sp, H5P_DEFAULT, dcpl,
-                            H5P_DEFAULT);
-  hid_t bcpl = H5Pcreate(H5P_DATASET_CREATE);
-  H5Pset_alloc_time(bcpl, H5D_ALLOC_TIME_EARLY);
-  H5Pset_fill_time(bcpl, H5D_FILL_TIME_ALLOC);
-  H5Pset_obj_track_times(bcpl, 0);
-  o->done = H5Dcreate2(o->group, "block_done", H5T_NATIVE_UCHAR, bsp, H5P_DEFAULT, bcpl,
-                       H5P_DEFAULT);
-  H5Pclose(bcpl);
-  H5Pclose(dcpl);
-  H5Sclose(sp);
-  H5Sclose(bsp);
-  for (int k = 0; k < REG_NCOLS; k++)
-    if (o->dset[k] < 0)
-      return cnf_error_set(CNF_ERR_IO, "%s: cannot create /scan/%s", tmp, reg_cols[k]);
-  if (o->done < 0)
-    return cnf_error_set(CNF_ERR_IO, "%s: cannot create /scan/block_done", tmp);
-  return 0;
-}
-
-/* COLLECTIVE: rows [first, first + n) of every column (n may be 0), then block b's flag (b < 0:
- * none). */
-static int reg_out_write(reg_out *o, uint64_t first, uint64_t n, int64_t b,
-                         const void *const cols[REG_NCOLS]) {
-  if (o->dxpl < 0) {
-    o->dxpl = H5Pcreate(H5P_DATASET_XFER);
-    H5Pset_dxpl_mpio(o->dxpl, H5FD_MPIO_COLLECTIVE);
-  }
-  int ok = 1;
-  for (int k = 0; k <= REG_NCOLS && ok; k++) {
-    hid_t d = k < REG_NCOLS ? o->dset[k] : o->done;
-    hsize_t off[1] = {k < REG_NCOLS ? first : (hsize_t)(b >= 0 ? b : 0)};
-    hsize_t cnt[1] = {k < REG_NCOLS ? n : (b >= 0 ? 1 : 0)};
-    hid_t fs = H5Dget_space(d), ms = H5Screate_simple(1, cnt[0] ? cnt : (hsize_t[]){1}, NULL);
-    if (cnt[0] == 0) {
-      H5Sselect_none(fs);
-      H5Sselect_none(ms);
-    } else {
-      ok = H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, cnt, NULL) >= 0;
-    }
-    const unsigned char one = 1;
-    const void *buf = k < REG_NCOLS ? cols[k] : (const void *)&one;
-    hid_t type = k < REG_NCOLS ? reg_col_type(k) : H5T_NATIVE_UCHAR;
-    ok = ok && H5Dwrite(d, type, ms, fs, o->dxpl, buf) >= 0;
-    H5Sclose(ms);
-    H5Sclose(fs);
-  }
-  return ok ? 0 : cnf_error_set(CNF_ERR_IO, "writing rows %llu..%llu failed",
-                                (unsigned long long)first, (unsigned long long)(first + n));
+                          uint64_t n_blocks, int K, cnf_scan_out *o) {
+  const cnf_scan_out_header h = {.method = "regression",
+                                 .prior = job->prior,
+                                 .input = job->data,
+                                 .split = job->split,
+                                 .ensemble = job->ensemble,
+                                 .e_min = NAN,
+                                 .e_max = NAN,
+                                 .members = K,
+                                 .n_grid = 0,
+                                 .cnflow_version = CNFLOW_VERSION,
+                                 .reproducible = 1};
+  return cnf_scan_out_create(comm, tmp, N, n_blocks, &h, o);
 }
 
 /* ---- the stage ---------------------------------------------------------------------------- */
@@ -283,7 +149,8 @@ int cnf_regress_file(const cnf_regress_job *job_in, MPI_Comm comm, cnf_regress_s
     double *e_true, *e_pred, *nan;
     int *flags, *zero;
   } rows = {0};
-  reg_out o = {-1, -1, {-1, -1, -1, -1, -1, -1, -1}, -1, -1};
+  cnf_scan_out o;
+  cnf_scan_out_init(&o);
   int K = 0, C = 0, D = 0, tcol = 0, ccols[64];
   uint64_t first = 0, count = 0;
   double gev = 1;
@@ -400,9 +267,9 @@ int cnf_regress_file(const cnf_regress_job *job_in, MPI_Comm comm, cnf_regress_s
     rc = cnf_sync_status(comm, rc);
     if (rc < 0)
       goto out;
-    const void *cols[REG_NCOLS] = {rows.e_true, rows.e_pred, rows.nan, rows.nan, rows.nan,
+    const void *cols[CNF_SCAN_NCOLS] = {rows.e_true, rows.e_pred, rows.nan, rows.nan, rows.nan,
                                    rows.flags, rows.zero};
-    rc = cnf_sync_status(comm, reg_out_write(&o, pfirst + r0, m, m ? (int64_t)(bfirst + t) : -1,
+    rc = cnf_sync_status(comm, cnf_scan_out_write(&o, pfirst + r0, m, m ? (int64_t)(bfirst + t) : -1,
                                              cols));
     if (rc < 0)
       goto out;
@@ -417,7 +284,7 @@ int cnf_regress_file(const cnf_regress_job *job_in, MPI_Comm comm, cnf_regress_s
     }
   }
   const double seconds = cnf_time_now() - t0;
-  reg_out_close(&o);
+  cnf_scan_out_close(&o);
   rc = cnf_sync_status(comm, rc);
   if (rc == 0 && rank == 0 && rename(tmp, job.out) != 0)
     rc = cnf_error_set(CNF_ERR_IO, "%s: cannot rename the finished output into place", job.out);
@@ -435,7 +302,7 @@ int cnf_regress_file(const cnf_regress_job *job_in, MPI_Comm comm, cnf_regress_s
     sum->mean_ratio = count > failed ? ratio_sum / (double)(count - failed) : NAN;
   }
 out:
-  reg_out_close(&o);
+  cnf_scan_out_close(&o);
   /* nothing half-written is left behind: the output only exists once complete */
   if (rc < 0 && rank == 0 && o_started)
     remove(tmp);

@@ -4,6 +4,8 @@
  * writes into a temporary file that is renamed once complete. */
 #include "cnflow/data.h"
 #include "cnflow/infer.h"
+#include "../data/h5util.h"
+#include "scan_out.h"
 #include "cnflow/train.h"
 
 #include <hdf5.h>
@@ -77,43 +79,25 @@ int cnf_infer_load_ensemble(const char *path, cnf_flow **f, int max, int *K,
   return 0;
 }
 
-/* ---- output ----------------------------------------------------------------------------- */
-static int attr_str(hid_t loc, const char *name, const char *v) {
-  hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
-  H5Tset_size(t, strlen(v) + 1);
-  hid_t a = H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-  int ok = a >= 0 && H5Awrite(a, t, v) >= 0;
-  if (a >= 0)
-    H5Aclose(a);
-  H5Sclose(sp);
-  H5Tclose(t);
-  return ok ? 0 : cnf_error_set(CNF_ERR_IO, "cannot write attribute '%s'", name);
-}
-
-static int attr_num(hid_t loc, const char *name, hid_t type, const void *v) {
-  hid_t sp = H5Screate(H5S_SCALAR);
-  hid_t a = H5Acreate2(loc, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
-  int ok = a >= 0 && H5Awrite(a, type, v) >= 0;
-  if (a >= 0)
-    H5Aclose(a);
-  H5Sclose(sp);
-  return ok ? 0 : cnf_error_set(CNF_ERR_IO, "cannot write attribute '%s'", name);
-}
-
+/* ---- output: the one scan.h5 writer (scan_out.h), also used by regress.c ---------------- */
 /* The output is created up front with every dataset allocated (no metadata changes later),
  * each block of showers is written collectively as soon as it is scanned, then its flag in
  * /scan/block_done, then the file is flushed: a preempted scan keeps every finished block, and
  * -resume skips them.  The file has its final name only once every block is done. */
-#define SCAN_NCOLS 7
-static const char *const scan_cols[SCAN_NCOLS] = {"e_true", "e_pred", "e_lo", "e_hi",
-                                                  "logl_max", "flags", "n_maxima"};
+const char *const cnf_scan_cols[CNF_SCAN_NCOLS] = {"e_true", "e_pred", "e_lo", "e_hi",
+                                                   "logl_max", "flags", "n_maxima"};
 
-typedef struct scan_out {
-  hid_t file, group, dset[SCAN_NCOLS], done, dxpl;
-} scan_out;
+hid_t cnf_scan_col_type(int k) { return k >= 5 ? H5T_NATIVE_INT : H5T_NATIVE_DOUBLE; }
 
-static void scan_out_close(scan_out *o) {
-  for (int k = 0; k < SCAN_NCOLS; k++)
+void cnf_scan_out_init(cnf_scan_out *o) {
+  o->file = o->group = o->done = o->dxpl = -1;
+  for (int k = 0; k < CNF_SCAN_NCOLS; k++)
+    o->dset[k] = -1;
+  o->flush = 0;
+}
+
+void cnf_scan_out_close(cnf_scan_out *o) {
+  for (int k = 0; k < CNF_SCAN_NCOLS; k++)
     if (o->dset[k] >= 0)
       H5Dclose(o->dset[k]);
   if (o->done >= 0)
@@ -124,12 +108,109 @@ static void scan_out_close(scan_out *o) {
     H5Gclose(o->group);
   if (o->file >= 0)
     H5Fclose(o->file);
-  o->file = o->group = o->done = o->dxpl = -1;
-  for (int k = 0; k < SCAN_NCOLS; k++)
-    o->dset[k] = -1;
+  cnf_scan_out_init(o);
 }
 
-static hid_t col_type(int k) { return k >= 5 ? H5T_NATIVE_INT : H5T_NATIVE_DOUBLE; }
+static int scan_out_attrs(hid_t f, const cnf_scan_out_header *h) {
+  const hid_t I = H5T_NATIVE_INT, R = H5T_NATIVE_DOUBLE, L = H5T_NATIVE_INT64;
+  const int one = 1;
+  /* attributes are collective: every rank writes the same values */
+  CNF_CALL(h5u_attr_write_fixed_string(f, "format", "cnflow-scan"));
+  CNF_CALL(h5u_attr_write_scalar(f, "format_version", I, I, &one));
+  CNF_CALL(h5u_attr_write_fixed_string(f, "method", h->method));
+  CNF_CALL(h5u_attr_write_fixed_string(f, "prior", h->prior));
+  CNF_CALL(h5u_attr_write_scalar(f, "e_min", R, R, &h->e_min));
+  CNF_CALL(h5u_attr_write_scalar(f, "e_max", R, R, &h->e_max));
+  CNF_CALL(h5u_attr_write_fixed_string(f, "input", h->input));
+  CNF_CALL(h5u_attr_write_fixed_string(f, "split", h->split));
+  CNF_CALL(h5u_attr_write_fixed_string(f, "ensemble", h->ensemble));
+  CNF_CALL(h5u_attr_write_scalar(f, "members", I, I, &h->members));
+  CNF_CALL(h5u_attr_write_scalar(f, "n_grid", I, I, &h->n_grid));
+  if (h->cnflow_version)
+    CNF_CALL(h5u_attr_write_fixed_string(f, "cnflow_version", h->cnflow_version));
+  CNF_CALL(h5u_attr_write_fixed_string(f, "git_rev", cnf_git_rev()));
+  if (h->resume_fingerprint)
+    CNF_CALL(h5u_attr_write_fixed_string(f, "resume_fingerprint", h->resume_fingerprint));
+  if (h->parts > 0) { /* where this part belongs: checked by cnf_scan_merge */
+    CNF_CALL(h5u_attr_write_scalar(f, "part", I, I, &h->part));
+    CNF_CALL(h5u_attr_write_scalar(f, "parts", I, I, &h->parts));
+    CNF_CALL(h5u_attr_write_scalar(f, "part_first", L, L, &h->part_first));
+    CNF_CALL(h5u_attr_write_scalar(f, "part_showers_total", L, L, &h->part_showers_total));
+    CNF_CALL(h5u_attr_write_scalar(f, "part_block", I, I, &h->part_block));
+  }
+  return 0;
+}
+
+int cnf_scan_out_create(MPI_Comm comm, const char *tmp, uint64_t N, uint64_t n_blocks,
+                        const cnf_scan_out_header *h, cnf_scan_out *o) {
+  const int rep = h->reproducible;
+  hid_t fapl, fcpl = H5P_DEFAULT;
+  if (rep) {
+    fapl = h5u_fapl(comm);
+    fcpl = h5u_gcpl_untimed(H5P_FILE_CREATE);
+    if (fapl < 0 || fcpl < 0) {
+      if (fapl >= 0)
+        H5Pclose(fapl);
+      if (fcpl >= 0)
+        H5Pclose(fcpl);
+      return cnf_error_set(CNF_ERR_IO, "%s: cannot set up the HDF5 property lists", tmp);
+    }
+  } else {
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+  }
+  /* a failure is reported as one line below, not as HDF5's error stack on every rank */
+  h5u_quiet q;
+  h5u_quiet_begin(&q);
+  o->file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
+  h5u_quiet_end(&q);
+  H5Pclose(fapl);
+  if (rep)
+    H5Pclose(fcpl);
+  if (o->file < 0)
+    return cnf_error_set(CNF_ERR_IO, "%s: cannot create the output file (permissions, or a "
+                         "full disk?)", tmp);
+  o->flush = h->resume_fingerprint != NULL;
+  if (rep) {
+    hid_t gcpl = h5u_gcpl_untimed(H5P_GROUP_CREATE);
+    o->group = gcpl < 0 ? -1 : H5Gcreate2(o->file, "scan", H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    if (gcpl >= 0)
+      H5Pclose(gcpl);
+  } else {
+    o->group = H5Gcreate2(o->file, "scan", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  }
+  if (o->group < 0)
+    return cnf_error_set(CNF_ERR_IO, "%s: cannot create group /scan", tmp);
+  CNF_CALL(scan_out_attrs(o->file, h));
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
+  H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+  if (rep)
+    H5Pset_obj_track_times(dcpl, 0);
+  hsize_t dims[1] = {N}, bdims[1] = {n_blocks};
+  hid_t sp = H5Screate_simple(1, dims, NULL), bsp = H5Screate_simple(1, bdims, NULL);
+  for (int k = 0; k < CNF_SCAN_NCOLS; k++)
+    o->dset[k] = H5Dcreate2(o->group, cnf_scan_cols[k], cnf_scan_col_type(k), sp, H5P_DEFAULT,
+                            dcpl, H5P_DEFAULT);
+  /* block_done is filled with zeros at allocation: nothing done yet */
+  hid_t bcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_alloc_time(bcpl, H5D_ALLOC_TIME_EARLY);
+  H5Pset_fill_time(bcpl, H5D_FILL_TIME_ALLOC);
+  if (rep)
+    H5Pset_obj_track_times(bcpl, 0);
+  o->done = H5Dcreate2(o->group, "block_done", H5T_NATIVE_UCHAR, bsp, H5P_DEFAULT, bcpl,
+                       H5P_DEFAULT);
+  H5Pclose(bcpl);
+  H5Pclose(dcpl);
+  H5Sclose(sp);
+  H5Sclose(bsp);
+  for (int k = 0; k < CNF_SCAN_NCOLS; k++)
+    if (o->dset[k] < 0)
+      return cnf_error_set(CNF_ERR_IO, "%s: cannot create /scan/%s", tmp, cnf_scan_cols[k]);
+  if (o->done < 0)
+    return cnf_error_set(CNF_ERR_IO, "%s: cannot create /scan/block_done", tmp);
+  return 0;
+}
 
 /* Everything a partial file must agree with to be continued. */
 static void scan_fingerprint(const cnf_scan_job *job, uint64_t N, int K, char *buf, size_t len) {
@@ -144,87 +225,40 @@ static void scan_fingerprint(const cnf_scan_job *job, uint64_t N, int K, char *b
   }
 }
 
-/* part_pos: {first row of this part in the whole scan, showers of the whole scan} (parts > 0) */
+/* The scan's header; part_pos: {first row of this part in the whole scan, showers of the whole
+ * scan} (parts > 0).  COLLECTIVE. */
 static int scan_out_create(MPI_Comm comm, const cnf_scan_job *job, const char *tmp, uint64_t N,
                            uint64_t n_blocks, int K, const char *fp, const uint64_t part_pos[2],
-                           scan_out *o) {
+                           cnf_scan_out *o) {
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
   CNF_CALL(cnf_sync_status(comm, rank == 0 ? cnf_mkdir_parent(job->out) : 0));
-  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-  H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
-  /* a failure is reported as one line below, not as HDF5's error stack on every rank */
-  H5E_auto2_t efunc = NULL;
-  void *edata = NULL;
-  H5Eget_auto2(H5E_DEFAULT, &efunc, &edata);
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-  o->file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-  H5Eset_auto2(H5E_DEFAULT, efunc, edata);
-  H5Pclose(fapl);
-  if (o->file < 0)
-    return cnf_error_set(CNF_ERR_IO, "%s: cannot create the output file (permissions, or a "
-                         "full disk?)", tmp);
-  int rc = 0, one = 1, kk = K, ng = job->n_grid;
-  o->group = H5Gcreate2(o->file, "scan", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  if (o->group < 0)
-    return cnf_error_set(CNF_ERR_IO, "%s: cannot create group /scan", tmp);
-  /* attributes are collective: every rank writes the same values */
-  if (rc == 0) rc = attr_str(o->file, "format", "cnflow-scan");
-  if (rc == 0) rc = attr_num(o->file, "format_version", H5T_NATIVE_INT, &one);
-  if (rc == 0) rc = attr_str(o->file, "method", "flow");
-  if (rc == 0) rc = attr_str(o->file, "prior", job->prior);
-  if (rc == 0) rc = attr_num(o->file, "e_min", H5T_NATIVE_DOUBLE, &job->e_min_gev);
-  if (rc == 0) rc = attr_num(o->file, "e_max", H5T_NATIVE_DOUBLE, &job->e_max_gev);
-  if (rc == 0) rc = attr_str(o->file, "input", job->data);
-  if (rc == 0) rc = attr_str(o->file, "split", job->split);
-  if (rc == 0) rc = attr_str(o->file, "ensemble", job->ensemble);
-  if (rc == 0) rc = attr_num(o->file, "members", H5T_NATIVE_INT, &kk);
-  if (rc == 0) rc = attr_num(o->file, "n_grid", H5T_NATIVE_INT, &ng);
-  if (rc == 0) rc = attr_str(o->file, "git_rev", cnf_git_rev());
-  if (rc == 0) rc = attr_str(o->file, "resume_fingerprint", fp);
-  if (job->parts > 0) { /* where this part belongs: checked by cnf_scan_merge */
-    const int64_t pf = (int64_t)part_pos[0], pt = (int64_t)part_pos[1];
-    if (rc == 0) rc = attr_num(o->file, "part", H5T_NATIVE_INT, &job->part);
-    if (rc == 0) rc = attr_num(o->file, "parts", H5T_NATIVE_INT, &job->parts);
-    if (rc == 0) rc = attr_num(o->file, "part_first", H5T_NATIVE_INT64, &pf);
-    if (rc == 0) rc = attr_num(o->file, "part_showers_total", H5T_NATIVE_INT64, &pt);
-    if (rc == 0) rc = attr_num(o->file, "part_block", H5T_NATIVE_INT, &job->block);
-  }
-  if (rc < 0)
-    return rc;
-  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-  H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
-  H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
-  hsize_t dims[1] = {N}, bdims[1] = {n_blocks};
-  hid_t sp = H5Screate_simple(1, dims, NULL), bsp = H5Screate_simple(1, bdims, NULL);
-  for (int k = 0; k < SCAN_NCOLS; k++)
-    o->dset[k] = H5Dcreate2(o->group, scan_cols[k], col_type(k), sp, H5P_DEFAULT, dcpl,
-                            H5P_DEFAULT);
-  /* block_done is filled with zeros at allocation: nothing done yet */
-  hid_t bcpl = H5Pcreate(H5P_DATASET_CREATE);
-  H5Pset_alloc_time(bcpl, H5D_ALLOC_TIME_EARLY);
-  H5Pset_fill_time(bcpl, H5D_FILL_TIME_ALLOC);
-  o->done = H5Dcreate2(o->group, "block_done", H5T_NATIVE_UCHAR, bsp, H5P_DEFAULT, bcpl,
-                       H5P_DEFAULT);
-  H5Pclose(bcpl);
-  H5Pclose(dcpl);
-  H5Sclose(sp);
-  H5Sclose(bsp);
-  for (int k = 0; k < SCAN_NCOLS; k++)
-    if (o->dset[k] < 0)
-      return cnf_error_set(CNF_ERR_IO, "%s: cannot create /scan/%s", tmp, scan_cols[k]);
-  if (o->done < 0)
-    return cnf_error_set(CNF_ERR_IO, "%s: cannot create /scan/block_done", tmp);
-  return 0;
+  const cnf_scan_out_header h = {.method = "flow",
+                                 .prior = job->prior,
+                                 .input = job->data,
+                                 .split = job->split,
+                                 .ensemble = job->ensemble,
+                                 .e_min = job->e_min_gev,
+                                 .e_max = job->e_max_gev,
+                                 .members = K,
+                                 .n_grid = job->n_grid,
+                                 .resume_fingerprint = fp,
+                                 .parts = job->parts,
+                                 .part = job->part,
+                                 .part_block = job->block,
+                                 .part_first = (int64_t)part_pos[0],
+                                 .part_showers_total = (int64_t)part_pos[1]};
+  return cnf_scan_out_create(comm, tmp, N, n_blocks, &h, o);
 }
 
 /* Reopen a partial output of the same job; done (n_blocks) receives its block record. */
 static int scan_out_reopen(MPI_Comm comm, const char *tmp, uint64_t n_blocks, const char *fp,
-                           unsigned char *done, scan_out *o) {
+                           unsigned char *done, cnf_scan_out *o) {
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
   o->file = H5Fopen(tmp, H5F_ACC_RDWR, fapl);
   H5Pclose(fapl);
+  o->flush = 1; /* a resumed scan is as resumable as the first attempt */
   if (o->file < 0)
     return cnf_error_set(CNF_ERR_IO, "%s: cannot open the partial output to resume", tmp);
   char have[8192] = "";
@@ -243,10 +277,10 @@ static int scan_out_reopen(MPI_Comm comm, const char *tmp, uint64_t n_blocks, co
                          "(input, ensemble, range, grid or block differ): remove it or rerun "
                          "without -resume", tmp);
   o->group = H5Gopen2(o->file, "scan", H5P_DEFAULT);
-  for (int k = 0; k < SCAN_NCOLS; k++)
-    o->dset[k] = o->group >= 0 ? H5Dopen2(o->group, scan_cols[k], H5P_DEFAULT) : -1;
+  for (int k = 0; k < CNF_SCAN_NCOLS; k++)
+    o->dset[k] = o->group >= 0 ? H5Dopen2(o->group, cnf_scan_cols[k], H5P_DEFAULT) : -1;
   o->done = o->group >= 0 ? H5Dopen2(o->group, "block_done", H5P_DEFAULT) : -1;
-  if (o->done < 0 || o->dset[SCAN_NCOLS - 1] < 0)
+  if (o->done < 0 || o->dset[CNF_SCAN_NCOLS - 1] < 0)
     return cnf_error_set(CNF_ERR_FORMAT, "%s: the partial output lacks its datasets", tmp);
   hid_t sp = H5Dget_space(o->done);
   hssize_t nb = H5Sget_simple_extent_npoints(sp);
@@ -257,18 +291,17 @@ static int scan_out_reopen(MPI_Comm comm, const char *tmp, uint64_t n_blocks, co
   return 0;
 }
 
-/* COLLECTIVE: rows [first, first + n) of every column (n may be 0), then block b's flag. */
-static int scan_out_write(scan_out *o, uint64_t first, uint64_t n, int64_t b,
-                          const void *const cols[SCAN_NCOLS]) {
+int cnf_scan_out_write(cnf_scan_out *o, uint64_t first, uint64_t n, int64_t b,
+                       const void *const cols[CNF_SCAN_NCOLS]) {
   if (o->dxpl < 0) {
     o->dxpl = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(o->dxpl, H5FD_MPIO_COLLECTIVE);
   }
   int ok = 1;
-  for (int k = 0; k <= SCAN_NCOLS && ok; k++) {
-    hid_t d = k < SCAN_NCOLS ? o->dset[k] : o->done;
-    hsize_t off[1] = {k < SCAN_NCOLS ? first : (hsize_t)(b >= 0 ? b : 0)};
-    hsize_t cnt[1] = {k < SCAN_NCOLS ? n : (b >= 0 ? 1 : 0)};
+  for (int k = 0; k <= CNF_SCAN_NCOLS && ok; k++) {
+    hid_t d = k < CNF_SCAN_NCOLS ? o->dset[k] : o->done;
+    hsize_t off[1] = {k < CNF_SCAN_NCOLS ? first : (hsize_t)(b >= 0 ? b : 0)};
+    hsize_t cnt[1] = {k < CNF_SCAN_NCOLS ? n : (b >= 0 ? 1 : 0)};
     hid_t fs = H5Dget_space(d), ms = H5Screate_simple(1, cnt[0] ? cnt : (hsize_t[]){1}, NULL);
     if (cnt[0] == 0) {
       H5Sselect_none(fs);
@@ -277,13 +310,14 @@ static int scan_out_write(scan_out *o, uint64_t first, uint64_t n, int64_t b,
       ok = H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, cnt, NULL) >= 0;
     }
     const unsigned char one = 1;
-    const void *buf = k < SCAN_NCOLS ? cols[k] : (const void *)&one;
-    hid_t type = k < SCAN_NCOLS ? col_type(k) : H5T_NATIVE_UCHAR;
+    const void *buf = k < CNF_SCAN_NCOLS ? cols[k] : (const void *)&one;
+    hid_t type = k < CNF_SCAN_NCOLS ? cnf_scan_col_type(k) : H5T_NATIVE_UCHAR;
     ok = ok && H5Dwrite(d, type, ms, fs, o->dxpl, buf) >= 0;
     H5Sclose(ms);
     H5Sclose(fs);
   }
-  ok = ok && H5Fflush(o->file, H5F_SCOPE_LOCAL) >= 0;
+  if (o->flush)
+    ok = ok && H5Fflush(o->file, H5F_SCOPE_LOCAL) >= 0;
   return ok ? 0 : cnf_error_set(CNF_ERR_IO, "writing scan rows %llu..%llu failed",
                                 (unsigned long long)first, (unsigned long long)(first + n));
 }
@@ -304,7 +338,8 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
     double *e_true, *e_pred, *e_lo, *e_hi, *logl;
     int *flags, *nmax;
   } rows = {0};
-  scan_out o = {-1, -1, {-1, -1, -1, -1, -1, -1, -1}, -1, -1};
+  cnf_scan_out o;
+  cnf_scan_out_init(&o);
   int o_started = 0;
   unsigned char *done = NULL;
   int K = 0, D = 0, C = 0, tcols[256], ccols[64], jscan = 0;
@@ -487,10 +522,10 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
     rc = cnf_sync_status(comm, rc);
     if (rc < 0)
       goto out;
-    const void *cols[SCAN_NCOLS] = {rows.e_true + r0, rows.e_pred + r0, rows.e_lo + r0,
+    const void *cols[CNF_SCAN_NCOLS] = {rows.e_true + r0, rows.e_pred + r0, rows.e_lo + r0,
                                     rows.e_hi + r0, rows.logl + r0, rows.flags + r0,
                                     rows.nmax + r0};
-    rc = cnf_sync_status(comm, scan_out_write(&o, pfirst + r0, mine ? m : 0,
+    rc = cnf_sync_status(comm, cnf_scan_out_write(&o, pfirst + r0, mine ? m : 0,
                                         mine ? (int64_t)(bfirst + t) : -1, cols));
     if (rc < 0)
       goto out;
@@ -535,7 +570,7 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
       for (int b = 0; b < 4; b++)
         flagged[b] += (rows.flags[i] >> b) & 1;
   }
-  scan_out_close(&o);
+  cnf_scan_out_close(&o);
   rc = cnf_sync_status(comm, rc);
   if (rc == 0 && rank == 0 && rename(tmp, job->out) != 0)
     rc = cnf_error_set(CNF_ERR_IO, "%s: cannot rename the finished output into place", job->out);
@@ -553,7 +588,7 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
     memcpy(sum->flagged, flagged, sizeof flagged);
   }
 out:
-  scan_out_close(&o);
+  cnf_scan_out_close(&o);
   /* a bad input leaves nothing; an interrupted or failed scan keeps its finished blocks */
   if (rc < 0 && rank == 0 && !o_started)
     remove(tmp);
