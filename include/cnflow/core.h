@@ -74,6 +74,20 @@ void cnf_error_clear(void);
 _Noreturn void cnf_abort_(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Fault injection, a TESTING AID (src/core/fault.c): CNFLOW_FAULT="rank=R,at=SITE,n=N,kind=K"
+ * makes world rank R (default 0) fail the N-th time (default 1) it passes SITE (train_step,
+ * checkpoint, scan_block).  K: alloc / io return CNF_ERR_NOMEM / CNF_ERR_IO through the caller's
+ * error path, nan returns CNF_FAULT_NAN (the caller poisons its value; train_step only), exit /
+ * abort / kill end the process without MPI_Finalize.  Unset it costs one compare per site. */
+typedef enum cnf_fault_site {
+  CNF_FAULT_TRAIN_STEP, CNF_FAULT_CHECKPOINT, CNF_FAULT_SCAN_BLOCK, CNF_FAULT_NSITES
+} cnf_fault_site;
+#define CNF_FAULT_NAN 1
+extern int cnf_fault_armed_;
+int cnf_fault_hit_(cnf_fault_site site, const char *what);
+/* 0, CNF_FAULT_NAN, or a negative cnf_status with its message ("<what>: ... (injected ...)") */
+#define cnf_fault(site, what) (cnf_fault_armed_ ? cnf_fault_hit_((site), (what)) : 0)
+
 /* The git revision the library was built from (`git describe --always --dirty`), or
  * "unknown" outside a checkout.  Written into every dataset and model file. */
 const char *cnf_git_rev(void);

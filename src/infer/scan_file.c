@@ -506,7 +506,8 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
     /* every rank takes part in every round's collective write, with or without rows */
     const int mine = t < bcount && !done[bfirst + t];
     const uint64_t r0 = t * B, m = t < bcount ? (pcount - r0 < B ? pcount - r0 : B) : 0;
-    if (mine) {
+    rc = cnf_fault(CNF_FAULT_SCAN_BLOCK, tmp); /* testing aid (CNFLOW_FAULT) */
+    if (mine && rc == 0) {
       rc = cnf_scanner_run(sc, (int)m, x + r0 * D, c + r0 * C, res + r0);
       for (uint64_t i = r0; rc == 0 && i < r0 + m; i++) {
         rows.e_true[i] = (double)c[i * C + jscan] * gev;

@@ -365,7 +365,8 @@ static int root_checkpoint(MPI_Comm comm, const train_member_io *io, const cnf_f
                            const cnf_adam *adam, const loop_work *w, const train_state *st) {
   int rank = 0, rc = 0;
   MPI_Comm_rank(comm, &rank);
-  if (rank == 0)
+  rc = cnf_fault(CNF_FAULT_CHECKPOINT, io->ckpt_path); /* testing aid (CNFLOW_FAULT) */
+  if (rank == 0 && rc == 0)
     rc = train_checkpoint_write(io->ckpt_path, io->fingerprint, f, adam, w->best, st);
   return train_sync(comm, rc);
 }
@@ -564,6 +565,13 @@ int train_member_run(MPI_Comm comm, const cnf_study_conf *conf, const train_prep
       cnf_flow_zero_grads(f);
       double loss = 0;
       int lrc = cnf_flow_nll_backward(f, m, w.xb, C > 0 ? w.cb : NULL, w.w, &loss, NULL, NULL);
+      if (lrc == 0) { /* testing aid (CNFLOW_FAULT): a failure or a NaN loss on one rank */
+        const int frc = cnf_fault(CNF_FAULT_TRAIN_STEP, "train step");
+        if (frc == CNF_FAULT_NAN)
+          loss = NAN;
+        else if (frc < 0)
+          lrc = frc;
+      }
       int stop = cnf_train_stop_requested() ||
                  (conf->interrupt_at_step >= 0 && st.global_step == conf->interrupt_at_step);
       double flags[3] = {lrc < 0 ? 0 : loss, stop ? 1 : 0, lrc < 0 ? 1 : 0};
@@ -582,6 +590,13 @@ int train_member_run(MPI_Comm comm, const cnf_study_conf *conf, const train_prep
         rc = cnf_error_set(rc, "train: member %d epoch %d step %lld: %s (the last checkpoint, "
                            "if any, is kept: %s)", io->member, epoch + 1, (long long)s, msg,
                            io->ckpt_path);
+        goto out;
+      }
+      /* the summed loss is NaN/Inf on every rank if on one: all stop here, before the step */
+      if (!isfinite(flags[0])) {
+        rc = cnf_error_set(CNF_ERR_NUMERIC, "train: member %d epoch %d step %lld: the batch loss "
+                           "is not finite (%g); the last checkpoint, if any, is kept: %s",
+                           io->member, epoch + 1, (long long)s, flags[0], io->ckpt_path);
         goto out;
       }
       if (flags[1] > 0) {
