@@ -56,12 +56,15 @@ static double crossing(double x, double a, double b, double lmax, double e_in, d
   return 0.5 * (e_in + e_out);
 }
 
+/* the refinement method under test: the cmocka state points at a cnf_scan_method */
+static int method_of(void **state) { return *state ? *(const int *)*state : CNF_SCAN_LOCKSTEP; }
+
 static void test_closure_single_flow(void **state) {
-  (void)state;
   const double a = 0.9, b = 0.12; /* response 0.9 E with 12 % resolution */
   cnf_flow *f = response_flow(a, b);
   cnf_scan_conf conf;
   cnf_scan_conf_default(&conf); /* [1, 100], 200 grid points */
+  conf.method = method_of(state);
   cnf_scanner *s = NULL;
   assert_int_equal(cnf_scanner_create(&f, 1, &conf, 4, &s), 0);
   /* showers at several energies across the range; c carries junk: the scan must ignore it */
@@ -97,11 +100,11 @@ static void test_closure_single_flow(void **state) {
 }
 
 static void test_boundary_and_open_interval_flags(void **state) {
-  (void)state;
   const double a = 1.0, b = 0.1;
   cnf_flow *f = response_flow(a, b);
   cnf_scan_conf conf;
   cnf_scan_conf_default(&conf);
+  conf.method = method_of(state);
   cnf_scanner *s = NULL;
   assert_int_equal(cnf_scanner_create(&f, 1, &conf, 8, &s), 0);
   /* x = 150: the likelihood rises to the upper edge of the prior; x = 95: maximum inside but
@@ -154,6 +157,67 @@ static void test_ensemble_combination(void **state) {
   cnf_flow_free(&f[1]);
 }
 
+/* A coarse grid (the lockstep default's use: the grid only finds the basin) still gives the
+ * closed-form maximum and interval, for one shower per batch and for many showers per batch
+ * (the lockstep iteration must not couple the showers of a batch), and the lockstep and the
+ * per-shower TAO solutions agree on an ensemble whose likelihood is not a single Gaussian. */
+static void test_coarse_grid_and_methods_agree(void **state) {
+  (void)state;
+  const double a[2] = {0.85, 1.0}, b = 0.15; /* overlapping members: one skewed maximum */
+  cnf_flow *f[2] = {response_flow(a[0], b), response_flow(a[1], b)};
+  enum { N = 37 };
+  cnf_real x[N], c[N];
+  for (int i = 0; i < N; i++) {
+    x[i] = (cnf_real)(1.5 * pow(60.0, (double)i / (N - 1))); /* 1.5 .. 90 */
+    c[i] = 0;
+  }
+  cnf_scan_result r[3][N];
+  const int methods[3] = {CNF_SCAN_LOCKSTEP, CNF_SCAN_LOCKSTEP, CNF_SCAN_TAO};
+  const int batch[3] = {16, 1, 16}, grid[3] = {24, 24, 400};
+  for (int v = 0; v < 3; v++) {
+    cnf_scan_conf conf;
+    cnf_scan_conf_default(&conf);
+    conf.method = methods[v];
+    conf.n_grid = grid[v];
+    cnf_scanner *s = NULL;
+    assert_int_equal(cnf_scanner_create(f, 2, &conf, batch[v], &s), 0);
+    assert_int_equal(cnf_scanner_run(s, N, x, c, r[v]), 0);
+    cnf_scanner_free(&s);
+  }
+  for (int i = 0; i < N; i++) {
+    /* the maximum against a golden-section search of the closed form */
+    double lo = 0.5, hi = 200.0;
+    const double gr = 0.5 * (sqrt(5.0) - 1);
+    for (int it = 0; it < 200; it++) {
+      double m1 = hi - gr * (hi - lo), m2 = lo + gr * (hi - lo);
+      if (logl_closed(x[i], m1, a, 2, b) > logl_closed(x[i], m2, a, 2, b))
+        hi = m2;
+      else
+        lo = m1;
+    }
+    const double e_pred = fmin(0.5 * (lo + hi), 100.0);
+    for (int v = 0; v < 3; v++) {
+      assert_close(r[v][i].e_pred, e_pred, 1e-5, 0);
+      assert_close(r[v][i].logl_max, logl_closed(x[i], e_pred, a, 2, b), 1e-9, 1e-9);
+      assert_int_equal(r[v][i].flags, r[2][i].flags);
+      if (!(r[v][i].flags & CNF_SCAN_OPEN_INTERVAL)) {
+        assert_close(r[v][i].e_lo, r[2][i].e_lo, 1e-5, 0);
+        assert_close(r[v][i].e_hi, r[2][i].e_hi, 1e-5, 0);
+        /* the ends solve -2 delta log L = 1 */
+        assert_close(-2 * (logl_closed(x[i], r[v][i].e_lo, a, 2, b) - r[v][i].logl_max), 1.0,
+                     1e-3, 0);
+        assert_close(-2 * (logl_closed(x[i], r[v][i].e_hi, a, 2, b) - r[v][i].logl_max), 1.0,
+                     1e-3, 0);
+      }
+    }
+    /* batch of 1 and batch of 16: the same iterations, the same numbers */
+    assert_true(r[0][i].e_pred == r[1][i].e_pred && r[0][i].e_lo == r[1][i].e_lo &&
+                r[0][i].e_hi == r[1][i].e_hi);
+  }
+  cnf_flow_free(&f[0]);
+  cnf_flow_free(&f[1]);
+}
+
 static void test_bad_configuration(void **state) {
   (void)state;
   cnf_flow *f = response_flow(1, 0.1);
@@ -168,6 +232,9 @@ static void test_bad_configuration(void **state) {
   cnf_scan_conf_default(&conf);
   conf.cond_index = 1;
   assert_int_equal(cnf_scanner_create(&f, 1, &conf, 1, &s), CNF_ERR_ARG);
+  cnf_scan_conf_default(&conf);
+  conf.method = 7;
+  assert_int_equal(cnf_scanner_create(&f, 1, &conf, 1, &s), CNF_ERR_ARG);
   assert_null(s);
   cnf_flow_free(&f);
 }
@@ -175,9 +242,13 @@ static void test_bad_configuration(void **state) {
 int main(int argc, char **argv) {
   if (PetscInitialize(&argc, &argv, NULL, NULL) != 0)
     return 1;
+  static const int lockstep = CNF_SCAN_LOCKSTEP, tao = CNF_SCAN_TAO;
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_closure_single_flow),
-      cmocka_unit_test(test_boundary_and_open_interval_flags),
+      cmocka_unit_test_prestate(test_closure_single_flow, (void *)&lockstep),
+      cmocka_unit_test_prestate(test_closure_single_flow, (void *)&tao),
+      cmocka_unit_test_prestate(test_boundary_and_open_interval_flags, (void *)&lockstep),
+      cmocka_unit_test_prestate(test_boundary_and_open_interval_flags, (void *)&tao),
+      cmocka_unit_test(test_coarse_grid_and_methods_agree),
       cmocka_unit_test(test_ensemble_combination),
       cmocka_unit_test(test_bad_configuration),
   };

@@ -43,13 +43,22 @@ enum {
   CNF_SCAN_FAILED = 8,         /* log L not finite anywhere on the grid (values are NaN) */
 };
 
+/* CNF_SCAN_LOCKSTEP (default): every shower of a batch iterates a safeguarded Newton-secant on
+ * d log L / d ln E (exact, from the flow's condition gradient) for the maximum, then Illinois
+ * false position for the two interval ends, all showers' iterates of one step evaluated as ONE
+ * batched flow evaluation per member.  CNF_SCAN_TAO: one bounded TAO solve (BLMVM) per shower
+ * and GSL Brent roots, each iterate a single-row flow evaluation: the reference the lockstep
+ * solver is tested against, ~10x slower per shower. */
+typedef enum cnf_scan_method { CNF_SCAN_LOCKSTEP = 0, CNF_SCAN_TAO = 1 } cnf_scan_method;
+
 typedef struct cnf_scan_conf {
   double e_min, e_max; /* prior range, raw condition unit (0 < e_min < e_max) */
   int n_grid;          /* coarse log-spaced grid points (>= 3; default 200) */
   int cond_index;      /* which condition column is scanned; the others keep the given values */
   double rel_tol;      /* relative tolerance of E_pred and the interval ends (1e-7; 1e-5 in float) */
-  int refine;          /* 1: TAO refinement and the interval (default); 0: grid maximum only,
+  int refine;          /* 1: refinement and the interval (default); 0: grid maximum only,
                         * e_lo = e_hi = NaN (coarse scans, benchmarks against grid-only peers) */
+  int method;          /* how the maximum and the interval are refined (cnf_scan_method) */
 } cnf_scan_conf;
 void cnf_scan_conf_default(cnf_scan_conf *conf);
 
@@ -91,6 +100,7 @@ typedef struct cnf_scan_job {
   double e_min_gev, e_max_gev;         /* prior range in GeV (converted to the column's unit) */
   int n_grid, block;                   /* grid points; showers per flow evaluation batch */
   int refine;                          /* cnf_scan_conf.refine */
+  int method;                          /* cnf_scan_conf.method */
   int64_t max_showers;                 /* first N showers of the split (0 = all) */
   double progress_s;                   /* seconds between progress lines (0: none) */
   int resume;                          /* continue <out>.tmp, skipping its finished blocks */

@@ -16,8 +16,9 @@ int cmd_scan(int argc, char **argv) {
                   "[options]",
                   "Calibrate every shower of a split by maximum likelihood over a trained flow\n"
                   "ensemble: log L(E) = log mean_k p_k(x | E) on a log-spaced grid over the whole\n"
-                  "prior range, refined by TAO with the exact dlogL/dE, and the 68% interval where\n"
-                  "-2 delta log L = 1 (Brent).  Each rank scans contiguous blocks; scan.h5 rows\n"
+                  "prior range, refined with the exact dlogL/dE (all showers of a block iterating\n"
+                  "together in batched flow evaluations, or per shower by TAO + Brent with\n"
+                  "-scan_method tao), and the 68% interval where -2 delta log L = 1.  Each rank scans contiguous blocks; scan.h5 rows\n"
                   "follow the input order, written to <o>.tmp block by block and renamed when\n"
                   "complete; SIGTERM/SIGUSR1 stop after the current block (exit status 75) and\n"
                   "-resume continues.  A job array scans -part i of -parts n (whole blocks) into\n"
@@ -47,8 +48,19 @@ int cmd_scan(int argc, char **argv) {
                         &j.e_max_gev));
   CNF_CALL(cli_get_int("scan_grid", 200, "log-spaced grid points over the prior range",
                        &j.n_grid));
-  CNF_CALL(cli_get_bool("scan_refine", 1, "TAO refinement and 68% interval (false: the grid "
+  CNF_CALL(cli_get_bool("scan_refine", 1, "refinement and 68% interval (false: the grid "
                         "maximum only, intervals NaN)", &j.refine));
+  char method[16];
+  CNF_CALL(cli_get_string("scan_method", "lockstep", "refinement: lockstep (batched Newton-secant "
+                          "+ Illinois, all showers of a block together) | tao (one TAO BLMVM "
+                          "solve + GSL Brent roots per shower, point by point)", method,
+                          sizeof method));
+  if (strcmp(method, "lockstep") == 0)
+    j.method = CNF_SCAN_LOCKSTEP;
+  else if (strcmp(method, "tao") == 0)
+    j.method = CNF_SCAN_TAO;
+  else
+    return cnf_error_set(CNF_ERR_ARG, "-scan_method %s: expected lockstep or tao", method);
   CNF_CALL(cli_get_int("scan_block", 32, "showers per batched flow evaluation (x grid points)",
                        &j.block));
   CNF_CALL(cli_get_int64("max_showers", 0, "scan the first N showers of the split (0 = all)",

@@ -10,6 +10,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One shower's (or one interval side's) lockstep iteration, in t = ln E */
+typedef struct lockstep_state {
+  double a, b;        /* bracket: maximum: d log L/dt > 0 at a, < 0 at b; root: h(a), h(b) of
+                       * opposite signs */
+  double ha, hb;      /* root search: h at the bracket ends (Illinois-scaled) */
+  double t, tp, gp;   /* current point; previous point and its derivative (maximum search) */
+  double t_best, f_best, kappa; /* best point seen, its log L; curvature -f''(t) (> 0 or 0) */
+  int shower, side, it, last; /* side: -1 lower / +1 upper end; last: end kept last (Illinois) */
+  int done;
+} lockstep_state;
+
 struct cnf_scanner {
   cnf_flow *const *members;
   int K, D, C, max_showers;
@@ -18,6 +29,10 @@ struct cnf_scanner {
   cnf_real *xb, *cb;   /* (max_showers * G, D), (max_showers * G, C) batch of (shower, E) rows */
   cnf_real *lp;        /* (max_showers * G) one member's log p */
   double *logl;        /* (max_showers * G) ensemble log L */
+  cnf_real *dcb, *ones; /* (2 max_showers, C) condition gradients, (2 max_showers) unit weights */
+  double *pt, *pll, *pdll; /* (2 max_showers) lockstep points (ln E), their log L, d log L/d ln E */
+  int *pshower;            /* (2 max_showers) the shower of each lockstep point */
+  struct lockstep_state *st; /* (3 max_showers) solver states: maxima, then interval ends */
   double *lpk, *dk;    /* (K) per-member log p and d log p / dE at one point */
   cnf_real x1[256], c1[64], dc1[64]; /* one shower's row for the point evaluations */
 };
@@ -32,6 +47,7 @@ void cnf_scan_conf_default(cnf_scan_conf *conf) {
    * ~1e-5 relative by it: asking for more makes TAO and Brent iterate on noise */
   conf->rel_tol = CNF_REAL_IS_DOUBLE ? 1e-7 : 1e-5;
   conf->refine = 1;
+  conf->method = CNF_SCAN_LOCKSTEP;
 }
 
 void cnf_scanner_free(cnf_scanner **ps) {
@@ -45,6 +61,13 @@ void cnf_scanner_free(cnf_scanner **ps) {
   free(s->logl);
   free(s->lpk);
   free(s->dk);
+  free(s->dcb);
+  free(s->ones);
+  free(s->pt);
+  free(s->pll);
+  free(s->pdll);
+  free(s->pshower);
+  free(s->st);
   free(s);
   *ps = NULL;
 }
@@ -75,6 +98,8 @@ int cnf_scanner_create(cnf_flow *const *members, int K, const cnf_scan_conf *con
     return cnf_error_set(CNF_ERR_ARG, "scan: %d targets / %d conditions (at most 256 / 64)", D, C);
   if (max_showers < 1)
     return cnf_error_set(CNF_ERR_ARG, "scan: batch of %d showers", max_showers);
+  if (conf->method != CNF_SCAN_LOCKSTEP && conf->method != CNF_SCAN_TAO)
+    return cnf_error_set(CNF_ERR_ARG, "scan: unknown refinement method %d", conf->method);
   cnf_scanner *s = cnf_calloc(1, sizeof *s);
   if (!s)
     return CNF_ERR_NOMEM;
@@ -92,7 +117,16 @@ int cnf_scanner_create(cnf_flow *const *members, int K, const cnf_scan_conf *con
   s->logl = cnf_malloc(sizeof(double) * rows);
   s->lpk = cnf_malloc(sizeof(double) * K);
   s->dk = cnf_malloc(sizeof(double) * K);
-  if (!s->grid || !s->xb || !s->cb || !s->lp || !s->logl || !s->lpk || !s->dk) {
+  const size_t P = 2 * (size_t)max_showers; /* lockstep points: both interval sides at once */
+  s->dcb = cnf_malloc(sizeof(cnf_real) * P * C);
+  s->ones = cnf_malloc(sizeof(cnf_real) * P);
+  s->pt = cnf_malloc(sizeof(double) * P);
+  s->pll = cnf_malloc(sizeof(double) * P);
+  s->pdll = cnf_malloc(sizeof(double) * P);
+  s->pshower = cnf_malloc(sizeof(int) * P);
+  s->st = cnf_malloc(sizeof(*s->st) * 3 * (size_t)max_showers);
+  if (!s->grid || !s->xb || !s->cb || !s->lp || !s->logl || !s->lpk || !s->dk || !s->dcb ||
+      !s->ones || !s->pt || !s->pll || !s->pdll || !s->pshower || !s->st) {
     cnf_scanner_free(&s);
     return CNF_ERR_NOMEM;
   }
@@ -101,6 +135,8 @@ int cnf_scanner_create(cnf_flow *const *members, int K, const cnf_scan_conf *con
     s->grid[g] = exp(l0 + (l1 - l0) * (double)g / (double)(G - 1));
   s->grid[0] = conf->e_min; /* exact ends: the boundary tests compare with them */
   s->grid[G - 1] = conf->e_max;
+  for (size_t i = 0; i < P; i++)
+    s->ones[i] = 1;
   *out = s;
   return 0;
 }
@@ -219,10 +255,11 @@ static int brent_root(point_ctx *pc, double a, double b, double rel_tol, double 
   return 0;
 }
 
-static int scan_one(cnf_scanner *s, const cnf_real *x, const cnf_real *c, const double *ll,
-                    cnf_scan_result *r) {
+/* The grid part of a shower's result: the best grid point (returned; -1 if log L is nowhere
+ * finite, then r is complete), the number of local maxima, and for grid-only scans everything. */
+static int grid_summary(const cnf_scanner *s, const double *ll, cnf_scan_result *r) {
   const int G = s->conf.n_grid;
-  const double *E = s->grid, tol = s->conf.rel_tol;
+  const double *E = s->grid;
   memset(r, 0, sizeof *r);
   int best = -1;
   for (int g = 0; g < G; g++)
@@ -231,7 +268,7 @@ static int scan_one(cnf_scanner *s, const cnf_real *x, const cnf_real *c, const 
   if (best < 0) {
     r->e_pred = r->e_lo = r->e_hi = r->logl_max = NAN;
     r->flags = CNF_SCAN_FAILED;
-    return 0;
+    return -1;
   }
   /* local maxima of the grid curve (plateaus count once, at their left end) */
   for (int g = 0; g < G; g++) {
@@ -247,8 +284,27 @@ static int scan_one(cnf_scanner *s, const cnf_real *x, const cnf_real *c, const 
     r->e_lo = r->e_hi = NAN;
     if (best == 0 || best == G - 1)
       r->flags |= CNF_SCAN_AT_BOUNDARY;
-    return 0;
   }
+  return best;
+}
+
+/* the first grid point beyond e on side dir (-1 below, +1 above) where h > 0, or -1 */
+static int grid_crossing(const cnf_scanner *s, const double *ll, int best, double e, double lmax,
+                         int dir) {
+  for (int g = best; g >= 0 && g < s->conf.n_grid; g += dir)
+    if ((dir < 0 ? s->grid[g] < e : s->grid[g] > e) && isfinite(ll[g]) &&
+        -2.0 * (ll[g] - lmax) - 1.0 > 0)
+      return g;
+  return -1;
+}
+
+static int scan_one(cnf_scanner *s, const cnf_real *x, const cnf_real *c, const double *ll,
+                    cnf_scan_result *r) {
+  const int G = s->conf.n_grid;
+  const double *E = s->grid, tol = s->conf.rel_tol;
+  const int best = grid_summary(s, ll, r);
+  if (best < 0 || !s->conf.refine)
+    return 0;
   /* refine between the grid neighbours of the best grid point */
   point_ctx pc = {s, x, c, 0, 0};
   double lo = E[best > 0 ? best - 1 : 0], hi = E[best + 1 < G ? best + 1 : G - 1];
@@ -277,18 +333,8 @@ static int scan_one(cnf_scanner *s, const cnf_real *x, const cnf_real *c, const 
   pc.logl_max = r->logl_max;
   if (e <= s->conf.e_min * (1 + 10 * tol) || e >= s->conf.e_max * (1 - 10 * tol))
     r->flags |= CNF_SCAN_AT_BOUNDARY;
-  /* the crossings: first grid point beyond E_pred on each side where h > 0 */
-  int jl = -1, ju = -1;
-  for (int g = best; g >= 0; g--)
-    if (E[g] < e && isfinite(ll[g]) && -2.0 * (ll[g] - r->logl_max) - 1.0 > 0) {
-      jl = g;
-      break;
-    }
-  for (int g = best; g < G; g++)
-    if (E[g] > e && isfinite(ll[g]) && -2.0 * (ll[g] - r->logl_max) - 1.0 > 0) {
-      ju = g;
-      break;
-    }
+  const int jl = grid_crossing(s, ll, best, e, r->logl_max, -1);
+  const int ju = grid_crossing(s, ll, best, e, r->logl_max, +1);
   if (jl >= 0) {
     CNF_CALL(brent_root(&pc, E[jl], e, tol, &r->e_lo));
   } else {
@@ -300,6 +346,246 @@ static int scan_one(cnf_scanner *s, const cnf_real *x, const cnf_real *c, const 
   } else {
     r->e_hi = s->conf.e_max;
     r->flags |= CNF_SCAN_OPEN_INTERVAL;
+  }
+  return 0;
+}
+
+/* ---- lockstep refinement: the showers of a batch iterate together ---------------------------- */
+
+/* Ensemble log L (pll) and, with grad, d log L / d ln E (pdll) at the n points (pshower[i],
+ * E = exp(pt[i])) of the batch x, c: one batched flow evaluation per member.  The members are
+ * combined online against the running maximum (log L = log mean exp lp_k, derivative = the
+ * softmax-weighted mean of the members' derivatives), so nothing is exponentiated raw. */
+static int lockstep_eval(cnf_scanner *s, int n, const cnf_real *x, const cnf_real *c, int grad) {
+  const int D = s->D, C = s->C, j = s->conf.cond_index;
+  for (int i = 0; i < n; i++) {
+    const size_t sh = (size_t)s->pshower[i];
+    memcpy(s->xb + (size_t)i * D, x + sh * D, sizeof(cnf_real) * D);
+    memcpy(s->cb + (size_t)i * C, c + sh * C, sizeof(cnf_real) * C);
+    s->cb[(size_t)i * C + j] = (cnf_real)exp(s->pt[i]);
+    s->pll[i] = -INFINITY;
+    s->pdll[i] = 0;
+  }
+  for (int k = 0; k < s->K; k++) {
+    cnf_flow *f = s->members[k];
+    if (grad) {
+      /* loss = -sum log p (unit weights): dc = -d log p / dc per row; the parameter gradients
+       * are a by-product, cleared so they cannot grow without bound */
+      double loss = 0;
+      cnf_flow_zero_grads(f);
+      CNF_CALL(cnf_flow_nll_backward(f, n, s->xb, s->cb, s->ones, &loss, s->lp, s->dcb));
+    } else {
+      CNF_CALL(cnf_flow_log_prob(f, n, s->xb, s->cb, s->lp));
+    }
+    for (int i = 0; i < n; i++) {
+      const double a = (double)s->lp[i], b = s->pll[i];
+      const double da = grad ? -(double)s->dcb[(size_t)i * C + j] * (double)s->cb[(size_t)i * C + j]
+                             : 0; /* d / d ln E = E d / dE */
+      if (a == -INFINITY || isnan(b))
+        continue;
+      if (!isfinite(a)) {
+        s->pll[i] = NAN;
+        continue;
+      }
+      if (b == -INFINITY) {
+        s->pll[i] = a;
+        s->pdll[i] = da;
+        continue;
+      }
+      const double hi = a > b ? a : b, wa = exp(a - hi), wb = exp(b - hi);
+      s->pll[i] = hi + log(wa + wb);
+      s->pdll[i] = (wb * s->pdll[i] + wa * da) / (wa + wb);
+    }
+  }
+  for (int i = 0; i < n; i++)
+    s->pll[i] -= log((double)s->K);
+  return 0;
+}
+
+/* Maximum search of one shower after an evaluation (f, g) at st->t: update the bracket, propose
+ * the next point (Newton-secant on g, the first slope from the grid's curvature; bisection when
+ * the step leaves the bracket; the prior edge itself when the likelihood rises towards it).
+ * Returns 1 when converged. */
+static int lockstep_max_step(lockstep_state *st, double f, double g, double t_lo, double t_hi,
+                             double tol) {
+  if (f > st->f_best) {
+    st->f_best = f;
+    st->t_best = st->t;
+  }
+  if (!isfinite(f) || !isfinite(g) || g == 0 || ++st->it > 60)
+    return 1;
+  if ((st->t >= t_hi && g > 0) || (st->t <= t_lo && g < 0))
+    return 1; /* the maximum is on the prior edge */
+  if (g > 0)
+    st->a = st->t > st->a ? st->t : st->a;
+  else
+    st->b = st->t < st->b ? st->t : st->b;
+  double slope = st->it > 1 && st->t != st->tp ? (g - st->gp) / (st->t - st->tp) : -st->kappa;
+  double tn = slope < 0 ? st->t - g / slope : NAN;
+  if (slope < 0 && slope > -INFINITY)
+    st->kappa = -slope;
+  if (!(tn > st->a && tn < st->b)) {
+    if (tn >= st->b && st->b >= t_hi && st->t < t_hi)
+      tn = t_hi;
+    else if (tn <= st->a && st->a <= t_lo && st->t > t_lo)
+      tn = t_lo;
+    else
+      tn = 0.5 * (st->a + st->b);
+  }
+  if (fabs(tn - st->t) <= 0.5 * tol || st->b - st->a <= tol)
+    return 1;
+  st->tp = st->t;
+  st->gp = g;
+  st->t = tn;
+  return 0;
+}
+
+/* Interval end search after an evaluation h at st->t (Illinois false position on the bracket
+ * [a, b] with h(a), h(b) of opposite signs).  Returns 1 when converged (root in st->t). */
+static int lockstep_root_step(lockstep_state *st, double h, double tol) {
+  if (!isfinite(h) || ++st->it > 100)
+    return 1;
+  if (h == 0)
+    return 1;
+  /* keep the end whose sign differs from h; halve its h when it is kept twice (Illinois) */
+  if ((h > 0) == (st->ha > 0)) {
+    st->a = st->t;
+    st->ha = h;
+    if (st->last == 2)
+      st->hb *= 0.5;
+    st->last = 2;
+  } else {
+    st->b = st->t;
+    st->hb = h;
+    if (st->last == 1)
+      st->ha *= 0.5;
+    st->last = 1;
+  }
+  const double tn = (st->a * st->hb - st->b * st->ha) / (st->hb - st->ha);
+  const int done = fabs(st->b - st->a) <= tol || fabs(tn - st->t) <= 0.25 * tol;
+  st->t = tn;
+  return done;
+}
+
+static int lockstep_batch(cnf_scanner *s, int m, const cnf_real *x, const cnf_real *c,
+                          cnf_scan_result *out) {
+  const int G = s->conf.n_grid;
+  const double tol = s->conf.rel_tol, t_lo = log(s->conf.e_min), t_hi = log(s->conf.e_max);
+  const double hgrid = (t_hi - t_lo) / (G - 1);
+  lockstep_state *st = s->st;
+  int n = 0;
+  /* 1. the maximum: start at the vertex of the parabola through the best grid point and its
+   * neighbours, bracketed by the neighbours */
+  for (int i = 0; i < m; i++) {
+    const double *ll = s->logl + (size_t)i * G;
+    const int best = grid_summary(s, ll, &out[i]);
+    if (best < 0 || !s->conf.refine)
+      continue;
+    lockstep_state *q = &st[n++];
+    memset(q, 0, sizeof *q);
+    q->shower = i;
+    q->a = log(s->grid[best > 0 ? best - 1 : 0]);
+    q->b = log(s->grid[best + 1 < G ? best + 1 : G - 1]);
+    q->t = q->t_best = log(s->grid[best]);
+    q->f_best = ll[best];
+    if (best > 0 && best + 1 < G && isfinite(ll[best - 1]) && isfinite(ll[best + 1])) {
+      const double d2 = ll[best + 1] - 2 * ll[best] + ll[best - 1];
+      if (d2 < 0) {
+        q->kappa = -d2 / (hgrid * hgrid);
+        q->t += 0.5 * hgrid * (ll[best - 1] - ll[best + 1]) / d2;
+      }
+    }
+  }
+  for (int active = n; active > 0;) {
+    int p = 0;
+    for (int k = 0; k < n; k++)
+      if (!st[k].done) {
+        s->pshower[p] = st[k].shower;
+        s->pt[p++] = st[k].t;
+      }
+    CNF_CALL(lockstep_eval(s, p, x, c, 1));
+    int q = 0;
+    active = 0;
+    for (int k = 0; k < n; k++) {
+      if (st[k].done)
+        continue;
+      if (lockstep_max_step(&st[k], s->pll[q], s->pdll[q], t_lo, t_hi, tol))
+        st[k].done = 1;
+      else
+        active++;
+      q++;
+    }
+  }
+  /* 2. the interval ends: brackets from the grid crossings, first guess t* -+ 1/sqrt(kappa) of
+   * the quadratic model, both sides of every shower iterating together */
+  int nr = 0;
+  lockstep_state *rs = st + s->max_showers; /* second half: the root states */
+  for (int k = 0; k < n; k++) {
+    const int i = st[k].shower;
+    const double *ll = s->logl + (size_t)i * G;
+    cnf_scan_result *r = &out[i];
+    const double e = exp(st[k].t_best), lmax = st[k].f_best;
+    int best = 0;
+    for (int g = 0; g < G; g++)
+      if (isfinite(ll[g]) && ll[g] > ll[best])
+        best = g;
+    r->e_pred = e;
+    r->logl_max = lmax;
+    if (e <= s->conf.e_min * (1 + 10 * tol) || e >= s->conf.e_max * (1 - 10 * tol))
+      r->flags |= CNF_SCAN_AT_BOUNDARY;
+    for (int dir = -1; dir <= 1; dir += 2) {
+      const int jg = grid_crossing(s, ll, best, e, lmax, dir);
+      if (jg < 0) {
+        if (dir < 0)
+          r->e_lo = s->conf.e_min;
+        else
+          r->e_hi = s->conf.e_max;
+        r->flags |= CNF_SCAN_OPEN_INTERVAL;
+        continue;
+      }
+      lockstep_state *z = &rs[nr++];
+      memset(z, 0, sizeof *z);
+      z->shower = i;
+      z->side = dir;
+      z->f_best = lmax;
+      z->a = log(s->grid[jg]); /* outside: h > 0 */
+      z->ha = -2.0 * (ll[jg] - lmax) - 1.0;
+      z->b = st[k].t_best; /* the maximum: h = -1 */
+      z->hb = -1.0;
+      const double guess = st[k].kappa > 0 ? z->b + dir / sqrt(st[k].kappa) : NAN;
+      z->t = (guess - z->a) * (guess - z->b) < 0 ? guess
+                                                 : (z->a * z->hb - z->b * z->ha) / (z->hb - z->ha);
+    }
+  }
+  for (int active = nr; active > 0;) {
+    int p = 0;
+    for (int k = 0; k < nr; k++)
+      if (!rs[k].done) {
+        s->pshower[p] = rs[k].shower;
+        s->pt[p++] = rs[k].t;
+      }
+    CNF_CALL(lockstep_eval(s, p, x, c, 0));
+    int q = 0;
+    active = 0;
+    for (int k = 0; k < nr; k++) {
+      if (rs[k].done)
+        continue;
+      const double h = -2.0 * (s->pll[q++] - rs[k].f_best) - 1.0;
+      if (lockstep_root_step(&rs[k], h, tol))
+        rs[k].done = 1;
+      else
+        active++;
+    }
+  }
+  for (int k = 0; k < nr; k++) {
+    cnf_scan_result *r = &out[rs[k].shower];
+    if (!isfinite(rs[k].t))
+      return cnf_error_set(CNF_ERR_NUMERIC, "scan: interval search of shower %d failed",
+                           rs[k].shower);
+    if (rs[k].side < 0)
+      r->e_lo = exp(rs[k].t);
+    else
+      r->e_hi = exp(rs[k].t);
   }
   return 0;
 }
@@ -335,6 +621,10 @@ int cnf_scanner_run(cnf_scanner *s, int n, const cnf_real *x, const cnf_real *c,
     }
     for (size_t r = 0; r < rows; r++)
       s->logl[r] -= log((double)s->K);
+    if (s->conf.method == CNF_SCAN_LOCKSTEP) {
+      CNF_CALL(lockstep_batch(s, m, x + (size_t)s0 * D, c + (size_t)s0 * C, out + s0));
+      continue;
+    }
     for (int i = 0; i < m; i++)
       CNF_CALL(scan_one(s, x + (size_t)(s0 + i) * D, c + (size_t)(s0 + i) * C,
                         s->logl + (size_t)i * G, &out[s0 + i]));

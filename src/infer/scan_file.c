@@ -22,6 +22,7 @@ void cnf_scan_job_default(cnf_scan_job *job) {
   job->n_grid = 200;
   job->block = 32;
   job->refine = 1;
+  job->method = CNF_SCAN_LOCKSTEP;
   job->progress_s = 10;
 }
 
@@ -215,9 +216,9 @@ int cnf_scan_out_create(MPI_Comm comm, const char *tmp, uint64_t N, uint64_t n_b
 /* Everything a partial file must agree with to be continued. */
 static void scan_fingerprint(const cnf_scan_job *job, uint64_t N, int K, char *buf, size_t len) {
   snprintf(buf, len, "input=%s|split=%s|target=%s:%s|cond=%s:%s|scan=%s|ensemble=%s|members=%d|"
-           "range=%.17g,%.17g|grid=%d|refine=%d|block=%d|showers=%llu", job->data, job->split,
+           "range=%.17g,%.17g|grid=%d|refine=%d|method=%d|block=%d|showers=%llu", job->data, job->split,
            job->target, job->target_columns, job->cond, job->cond_columns, job->scan_column,
-           job->ensemble, K, job->e_min_gev, job->e_max_gev, job->n_grid, job->refine, job->block,
+           job->ensemble, K, job->e_min_gev, job->e_max_gev, job->n_grid, job->refine, job->method, job->block,
            (unsigned long long)N);
   if (job->parts > 0) { /* a part of a job array: resumable on its own, merged by the base */
     const size_t l = strlen(buf);
@@ -465,6 +466,7 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
     conf.n_grid = job->n_grid;
     conf.cond_index = jscan;
     conf.refine = job->refine;
+    conf.method = job->method;
     rc = cnf_scanner_create(members, K, &conf, job->block, &sc);
   }
   rc = cnf_sync_status(comm, rc);
