@@ -63,7 +63,7 @@ for h in $harnesses; do
   : >"$work/triage.txt"
   for a in "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-*; do
     [ -e "$a" ] || continue
-    TMPDIR=$work timeout 60 "$bin" "$a" >"$a.txt" 2>&1
+    TMPDIR=$work timeout 60 "$bin" -timeout=10 "$a" >"$a.txt" 2>&1  # -timeout: a hang prints its stack
     frame=$(grep -E '^ +#[0-9]+ ' "$a.txt" | grep -vE 'interceptor|sanitizer|libclang_rt|compiler-rt| in (malloc|calloc|realloc|free) ' | head -1)
     if echo "$frame" | grep -q libhdf5; then who=hdf5; theirs=$((theirs + 1)); else who=cnflow; ours=$((ours + 1)); fi
     echo "$who $(basename "$a") $(grep -m1 -oE 'ERROR: [A-Za-z]+: [a-z-]+|SUMMARY: .*|fuzz: .*' "$a.txt" | head -1) | $frame" >>"$work/triage.txt"
