@@ -63,7 +63,7 @@ static void test_closure_single_flow(void **state) {
   const double a = 0.9, b = 0.12; /* response 0.9 E with 12 % resolution */
   cnf_flow *f = response_flow(a, b);
   cnf_scan_conf conf;
-  cnf_scan_conf_default(&conf); /* [1, 100], 200 grid points */
+  cnf_scan_conf_default(&conf); /* [1, 100], 48 grid points */
   conf.method = method_of(state);
   cnf_scanner *s = NULL;
   assert_int_equal(cnf_scanner_create(&f, 1, &conf, 4, &s), 0);

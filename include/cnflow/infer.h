@@ -53,7 +53,7 @@ typedef enum cnf_scan_method { CNF_SCAN_LOCKSTEP = 0, CNF_SCAN_TAO = 1 } cnf_sca
 
 typedef struct cnf_scan_conf {
   double e_min, e_max; /* prior range, raw condition unit (0 < e_min < e_max) */
-  int n_grid;          /* coarse log-spaced grid points (>= 3; default 200) */
+  int n_grid;          /* coarse log-spaced grid points (>= 3; default 48) */
   int cond_index;      /* which condition column is scanned; the others keep the given values */
   double rel_tol;      /* relative tolerance of E_pred and the interval ends (1e-7; 1e-5 in float) */
   int refine;          /* 1: refinement and the interval (default); 0: grid maximum only,
@@ -77,6 +77,10 @@ void cnf_scanner_free(cnf_scanner **s);
 /* Scan n showers: x (n, D) raw targets, c (n, C) raw conditions (column cond_index ignored). */
 int cnf_scanner_run(cnf_scanner *s, int n, const cnf_real *x, const cnf_real *c,
                     cnf_scan_result *out);
+
+/* Flow evaluations so far, in rows per member (one row = one shower at one energy): log p only,
+ * and log p with the condition gradient (a forward and a backward pass). */
+void cnf_scanner_counts(const cnf_scanner *s, uint64_t *logp_rows, uint64_t *grad_rows);
 
 /* The ensemble log-likelihood of one shower at E and (dlogl may be NULL) its derivative. */
 int cnf_scanner_logl(cnf_scanner *s, const cnf_real *x, const cnf_real *c, double E, double *logl,
@@ -123,6 +127,7 @@ typedef struct cnf_scan_summary {
   uint64_t showers, scanned; /* in the file; scanned by this run (not resumed) */
   double seconds, showers_per_s;
   uint64_t flagged[4]; /* showers with each flag bit */
+  double logp_per_shower, grad_per_shower; /* flow evaluations per scanned shower and member */
 } cnf_scan_summary;
 
 /* Collective over comm: every rank scans a contiguous block of the showers and writes its rows

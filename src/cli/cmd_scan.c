@@ -46,7 +46,7 @@ int cmd_scan(int argc, char **argv) {
   CNF_CALL(cli_get_real("e_min", 1.0, "lower end of the prior range searched, GeV", &j.e_min_gev));
   CNF_CALL(cli_get_real("e_max", 100.0, "upper end of the prior range searched, GeV",
                         &j.e_max_gev));
-  CNF_CALL(cli_get_int("scan_grid", 200, "log-spaced grid points over the prior range",
+  CNF_CALL(cli_get_int("scan_grid", 48, "log-spaced grid points over the prior range (they only find the basin)",
                        &j.n_grid));
   CNF_CALL(cli_get_bool("scan_refine", 1, "refinement and 68% interval (false: the grid "
                         "maximum only, intervals NaN)", &j.refine));
@@ -111,5 +111,8 @@ int cmd_scan(int argc, char **argv) {
                "wrote %s", (unsigned long long)s.showers, (unsigned long long)s.scanned, s.seconds, size, s.showers_per_s,
                (unsigned long long)s.flagged[0], (unsigned long long)s.flagged[1],
                (unsigned long long)s.flagged[2], (unsigned long long)s.flagged[3], j.out);
+  if (s.scanned > 0)
+    cnf_log_info("scan: flow evaluations per shower and member: %.1f log p + %.1f with the "
+                 "condition gradient", s.logp_per_shower, s.grad_per_shower);
   return 0;
 }

@@ -33,6 +33,7 @@ struct cnf_scanner {
   double *pt, *pll, *pdll; /* (2 max_showers) lockstep points (ln E), their log L, d log L/d ln E */
   int *pshower;            /* (2 max_showers) the shower of each lockstep point */
   struct lockstep_state *st; /* (3 max_showers) solver states: maxima, then interval ends */
+  uint64_t n_logp, n_grad;   /* rows evaluated per member: log p only, log p + gradient */
   double *lpk, *dk;    /* (K) per-member log p and d log p / dE at one point */
   cnf_real x1[256], c1[64], dc1[64]; /* one shower's row for the point evaluations */
 };
@@ -41,7 +42,7 @@ void cnf_scan_conf_default(cnf_scan_conf *conf) {
   memset(conf, 0, sizeof *conf);
   conf->e_min = 1.0;
   conf->e_max = 100.0;
-  conf->n_grid = 200;
+  conf->n_grid = 48;
   conf->cond_index = 0;
   /* a float flow's log-density carries ~1e-7 relative rounding noise, so E is only defined to
    * ~1e-5 relative by it: asking for more makes TAO and Brent iterate on noise */
@@ -171,6 +172,8 @@ int cnf_scanner_logl(cnf_scanner *s, const cnf_real *x, const cnf_real *c, doubl
   for (int k = 0; k < s->K; k++) {
     cnf_flow *f = s->members[k];
     cnf_real lp = 0;
+    if (k == 0)
+      s->n_logp += dlogl ? 0 : 1, s->n_grad += dlogl ? 1 : 0;
     if (dlogl) {
       /* loss = -log p with weight 1, so dL/dc = -d log p / dc; parameter gradients are a
        * by-product here, cleared so they cannot grow without bound */
@@ -366,6 +369,10 @@ static int lockstep_eval(cnf_scanner *s, int n, const cnf_real *x, const cnf_rea
     s->pll[i] = -INFINITY;
     s->pdll[i] = 0;
   }
+  if (grad)
+    s->n_grad += (uint64_t)n;
+  else
+    s->n_logp += (uint64_t)n;
   for (int k = 0; k < s->K; k++) {
     cnf_flow *f = s->members[k];
     if (grad) {
@@ -590,6 +597,11 @@ static int lockstep_batch(cnf_scanner *s, int m, const cnf_real *x, const cnf_re
   return 0;
 }
 
+void cnf_scanner_counts(const cnf_scanner *s, uint64_t *logp_rows, uint64_t *grad_rows) {
+  *logp_rows = s->n_logp;
+  *grad_rows = s->n_grad;
+}
+
 int cnf_scanner_run(cnf_scanner *s, int n, const cnf_real *x, const cnf_real *c,
                     cnf_scan_result *out) {
   const int D = s->D, C = s->C, G = s->conf.n_grid, j = s->conf.cond_index;
@@ -606,6 +618,7 @@ int cnf_scanner_run(cnf_scanner *s, int n, const cnf_real *x, const cnf_real *c,
       }
     for (size_t r = 0; r < rows; r++)
       s->logl[r] = 0;
+    s->n_logp += rows;
     /* log L = log mean_k exp(lp_k): a running log-sum-exp over the members */
     for (int k = 0; k < s->K; k++) {
       CNF_CALL(cnf_flow_log_prob(s->members[k], (int)rows, s->xb, s->cb, s->lp));

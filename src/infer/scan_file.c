@@ -19,7 +19,7 @@ void cnf_scan_job_default(cnf_scan_job *job) {
   snprintf(job->out, sizeof job->out, "scan.h5");
   job->e_min_gev = 1.0;
   job->e_max_gev = 100.0;
-  job->n_grid = 200;
+  job->n_grid = 48;
   job->block = 32;
   job->refine = 1;
   job->method = CNF_SCAN_LOCKSTEP;
@@ -584,6 +584,12 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
     uint64_t sc_all = scanned;
     MPI_Allreduce(MPI_IN_PLACE, &tt, 1, MPI_DOUBLE, MPI_MAX, comm);
     MPI_Allreduce(MPI_IN_PLACE, &sc_all, 1, MPI_UINT64_T, MPI_SUM, comm);
+    uint64_t ev[2] = {0, 0};
+    if (sc)
+      cnf_scanner_counts(sc, &ev[0], &ev[1]);
+    MPI_Allreduce(MPI_IN_PLACE, ev, 2, MPI_UINT64_T, MPI_SUM, comm);
+    sum->logp_per_shower = sc_all ? (double)ev[0] / (double)sc_all : 0;
+    sum->grad_per_shower = sc_all ? (double)ev[1] / (double)sc_all : 0;
     sum->showers = count;
     sum->scanned = sc_all;
     sum->seconds = tt;
