@@ -14,8 +14,9 @@
 # and grows a working corpus in BUILD/fuzz-work/<h>/corpus (the seed corpus is not modified).
 # A crash, leak or timeout leaves its input as BUILD/fuzz-work/<h>/crash-*|leak-*|timeout-*
 # and the run goes on; at the end every finding is replayed and triaged into
-# BUILD/fuzz-work/<h>/triage.txt as "cnflow" (first frame in our code) or "hdf5" (inside
-# libhdf5 on a corrupt file: HDF5's own bugs, not fixable in cnflow).  After fixing a cnflow
+# BUILD/fuzz-work/<h>/triage.txt as "cnflow" (first frame in our code) or "third-party" (inside
+# libhdf5 on a corrupt file, or PETSc/MPI: their bugs, not fixable in cnflow).  LeakSanitizer
+# uses tests/lsan.supp + tests/fuzz/lsan.supp.  After fixing a cnflow
 # bug, copy its input to tests/fuzz/crashes/<h>/ so that the fuzz_replay_<h> ctest (normal
 # build, no libFuzzer) keeps it fixed.  Logs: BUILD/fuzz-work/<h>/log.txt.  Exit status: 1 if
 # any harness found a cnflow bug.
@@ -29,7 +30,9 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_TH
 # Open MPI and PETSc keep allocations until exit, and HDF5 keeps its free lists: leaks in
 # them are not cnflow's (tests/lsan.supp names them)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:fast_unwind_on_malloc=0}
-export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$src/tests/lsan.supp:print_suppressions=0}
+mkdir -p "$build"
+cat "$src/tests/lsan.supp" "$src/tests/fuzz/lsan.supp" >"$build/fuzz-lsan.supp"
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$build/fuzz-lsan.supp:print_suppressions=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 command -v clang >/dev/null || { echo "fuzz.sh: clang not found (apt-get install clang)" >&2; exit 2; }
@@ -61,15 +64,20 @@ for h in $harnesses; do
   # whose bug it is ("hdf5": inside libhdf5, not fixable here; "cnflow": ours)
   ours=0 theirs=0
   : >"$work/triage.txt"
-  for a in "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-*; do
-    [ -e "$a" ] || continue
+  # (at most 30 replays per harness: one bug can leave hundreds of inputs)
+  n_found=$(ls "$work" | grep -cE '^(crash|leak|timeout|oom)-[0-9a-f]+$')
+  for a in $(ls -d "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-* 2>/dev/null | grep -vE '\.txt$' | head -30); do
     TMPDIR=$work timeout 60 "$bin" -timeout=10 "$a" >"$a.txt" 2>&1  # -timeout: a hang prints its stack
     frame=$(grep -E '^ +#[0-9]+ ' "$a.txt" | grep -vE 'interceptor|sanitizer|libclang_rt|compiler-rt| in (malloc|calloc|realloc|free) ' | head -1)
-    if echo "$frame" | grep -q libhdf5; then who=hdf5; theirs=$((theirs + 1)); else who=cnflow; ours=$((ours + 1)); fi
+    if echo "$frame" | grep -qE 'libhdf5|libpetsc|libmpi|libopen-'; then
+      who=third-party; theirs=$((theirs + 1))
+    else
+      who=cnflow; ours=$((ours + 1))
+    fi
     echo "$who $(basename "$a") $(grep -m1 -oE 'ERROR: [A-Za-z]+: [a-z-]+|SUMMARY: .*|fuzz: .*' "$a.txt" | head -1) | $frame" >>"$work/triage.txt"
   done
   [ $ours -gt 0 ] && found=1
-  summary="$summary$h: ${secs}s, ${execs:-?} executions, ${cov:-cov ?}, exit $rc, findings: $ours in cnflow, $theirs inside libhdf5 (BUILD/fuzz-work/$h/triage.txt)\n"
+  summary="$summary$h: ${secs}s, ${execs:-?} executions, ${cov:-cov ?}, exit $rc, $n_found finding(s), of the replayed: $ours in cnflow, $theirs inside HDF5/PETSc/MPI (BUILD/fuzz-work/$h/triage.txt)\n"
 done
 printf "fuzz.sh summary\n$summary"
 exit $found
