@@ -68,8 +68,13 @@ for h in $harnesses; do
   n_found=$(ls "$work" | grep -cE '^(crash|leak|timeout|oom)-[0-9a-f]+$')
   for a in $(ls -d "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-* 2>/dev/null | grep -vE '\.txt$' | head -30); do
     TMPDIR=$work timeout 60 "$bin" -timeout=10 "$a" >"$a.txt" 2>&1  # -timeout: a hang prints its stack
-    frame=$(grep -E '^ +#[0-9]+ ' "$a.txt" | grep -vE 'interceptor|sanitizer|libclang_rt|compiler-rt| in (malloc|calloc|realloc|free) ' | head -1)
-    if echo "$frame" | grep -qE 'libhdf5|libpetsc|libmpi|libopen-'; then
+    replay=$?
+    frame=$(grep -E '^ +#[0-9]+ ' "$a.txt" | grep -vE 'interceptor|sanitizer|libclang_rt|compiler-rt|fuzzer::|libc\.so| in (malloc|calloc|realloc|free|posix_memalign) ' | head -1)
+    if [ $replay -eq 0 ]; then
+      # fork mode also records a worker that died outside an input (e.g. in HDF5's exit
+      # handler after a corrupt file): such an input runs clean on its own
+      who=no-repro; theirs=$((theirs + 1))
+    elif echo "$frame" | grep -qE 'libhdf5|libpetsc|libmpi|libopen-'; then
       who=third-party; theirs=$((theirs + 1))
     else
       who=cnflow; ours=$((ours + 1))
@@ -77,7 +82,7 @@ for h in $harnesses; do
     echo "$who $(basename "$a") $(grep -m1 -oE 'ERROR: [A-Za-z]+: [a-z-]+|SUMMARY: .*|fuzz: .*' "$a.txt" | head -1) | $frame" >>"$work/triage.txt"
   done
   [ $ours -gt 0 ] && found=1
-  summary="$summary$h: ${secs}s, ${execs:-?} executions, ${cov:-cov ?}, exit $rc, $n_found finding(s), of the replayed: $ours in cnflow, $theirs inside HDF5/PETSc/MPI (BUILD/fuzz-work/$h/triage.txt)\n"
+  summary="$summary$h: ${secs}s, ${execs:-?} executions, ${cov:-cov ?}, exit $rc, $n_found finding(s), of the replayed: $ours in cnflow, $theirs inside HDF5/PETSc/MPI or not reproducible (BUILD/fuzz-work/$h/triage.txt)\n"
 done
 printf "fuzz.sh summary\n$summary"
 exit $found
