@@ -19,7 +19,8 @@
 # uses tests/lsan.supp + tests/fuzz/lsan.supp.  After fixing a cnflow
 # bug, copy its input to tests/fuzz/crashes/<h>/ so that the fuzz_replay_<h> ctest (normal
 # build, no libFuzzer) keeps it fixed.  Logs: BUILD/fuzz-work/<h>/log.txt.  Exit status: 1 if
-# any harness found a cnflow bug.
+# any harness found a cnflow bug.  The work directories persist between runs (the corpus grows;
+# findings of earlier runs are replayed again, so a fixed bug shows as "no-repro").
 set -u
 secs=${1:-600}
 shift || true
