@@ -18,6 +18,7 @@ typedef struct lockstep_state {
   double t, tp, gp;   /* current point; previous point and its derivative (maximum search) */
   double t_best, f_best, kappa; /* best point seen, its log L; curvature -f''(t) (> 0 or 0) */
   int shower, side, it, last; /* side: -1 lower / +1 upper end; last: end kept last (Illinois) */
+  int best;                   /* the shower's best grid point (maximum search) */
   int done;
 } lockstep_state;
 
@@ -491,6 +492,7 @@ static int lockstep_batch(cnf_scanner *s, int m, const cnf_real *x, const cnf_re
     lockstep_state *q = &st[n++];
     memset(q, 0, sizeof *q);
     q->shower = i;
+    q->best = best;
     q->a = log(s->grid[best > 0 ? best - 1 : 0]);
     q->b = log(s->grid[best + 1 < G ? best + 1 : G - 1]);
     q->t = q->t_best = log(s->grid[best]);
@@ -532,10 +534,7 @@ static int lockstep_batch(cnf_scanner *s, int m, const cnf_real *x, const cnf_re
     const double *ll = s->logl + (size_t)i * G;
     cnf_scan_result *r = &out[i];
     const double e = exp(st[k].t_best), lmax = st[k].f_best;
-    int best = 0;
-    for (int g = 0; g < G; g++)
-      if (isfinite(ll[g]) && ll[g] > ll[best])
-        best = g;
+    const int best = st[k].best;
     r->e_pred = e;
     r->logl_max = lmax;
     if (e <= s->conf.e_min * (1 + 10 * tol) || e >= s->conf.e_max * (1 - 10 * tol))
