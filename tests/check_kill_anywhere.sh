@@ -33,7 +33,7 @@ now() { date +%s.%N; }
 
 "$cnflow" generate calo-pion -n 40000 -pion_energy_mode uniform -o pion.h5 -progress 0 \
   >/dev/null || fail "generate"
-"$cnflow" generate calo-pion -n 800 -pion_energy_mode fixed -pion_energy 30 -seed 3 \
+"$cnflow" generate calo-pion -n 3000 -pion_energy_mode fixed -pion_energy 30 -seed 3 \
   -split_fractions 0,0,1 -o e30.h5 -progress 0 >/dev/null || fail "generate e30"
 
 # ---- train -----------------------------------------------------------------------------------
@@ -85,24 +85,34 @@ done
 [ $kills -ge 2 ] || fail "only $kills kills landed before training finished (kill points too late)"
 
 # ---- scan ------------------------------------------------------------------------------------
+# -progress 0.001: a progress line after every round of blocks, so the kills are placed by
+# progress (rounds logged), not by wall time: a fast scan (the lockstep one scans these 3000
+# showers in ~1 s) or a loaded machine must not let the run finish before the kills land
 sopts=(scan -data e30.h5 -ensemble "$work/tref/ensemble.txt" -scan_grid 100 -scan_block 8
-       -progress 0 -log_level 1)
+       -progress 0.001 -log_level 1)
 t0=$(now)
 mpi "${sopts[@]}" -o "$work/sref.h5" >sref.log 2>&1 || { cat sref.log; fail "reference scan"; }
 tscan=$(echo "$(now) - $t0" | bc)
-echo "scan: uninterrupted run $tscan s"
+rounds=$(grep -c 'showers on rank 0' sref.log)
+echo "scan: uninterrupted run $tscan s, $rounds progress lines"
+[ "$rounds" -ge 60 ] || fail "the reference scan logged only $rounds progress lines"
 skills=0
 resume=()
 for attempt in $(seq 1 25); do
-  # 4 kills, each after 5-20 % of an uninterrupted run (+ 0.4 s start-up) (so every resumed run has made some
-  # progress first), then the run may finish
-  pick "$(echo "$tscan * 0.15" | bc)"
-  delay=$(echo "$delay + $tscan * 0.05" | bc)
+  # 4 kills, each once the attempt has logged 2-21 more rounds of blocks (of ~188 in all) and
+  # then 0-0.05 s more (mid-block or mid-write), then the run may finish
+  n_rd=$((2 + RANDOM % 20))
+  pick 0.05
+  delay=$(echo "$delay - 0.4" | bc)
   mpi "${sopts[@]}" -o "$work/skill.h5" "${resume[@]}" >"s$attempt.log" 2>&1 &
   launcher=$!
   killer=
   if [ $skills -lt 4 ]; then
-    kill_after "$work/skill.h5" "$delay" &
+    (while [ "$(grep -c 'showers on rank 0' "s$attempt.log" 2>/dev/null)" -lt $n_rd ]; do
+       kill -0 $launcher 2>/dev/null || exit 0
+       sleep 0.01
+     done
+     kill_after "$work/skill.h5" "$delay") &
     killer=$!
   fi
   wait $launcher
@@ -113,7 +123,7 @@ for attempt in $(seq 1 25); do
     break
   fi
   skills=$((skills + 1))
-  echo "scan: SIGKILL after ${delay} s (attempt $attempt, exit $rc)"
+  echo "scan: SIGKILL ${delay} s after progress line $n_rd (attempt $attempt, exit $rc)"
   if [ -e skill.h5.tmp ]; then
     "$py" -c "import h5py,sys; h5py.File(sys.argv[1],'r')['scan/block_done'][...]" skill.h5.tmp \
       2>/dev/null || fail "after a SIGKILL, skill.h5.tmp does not open"
