@@ -153,6 +153,39 @@ static void check_config(int D, int C, int H, int L, int P) {
   assert_int_equal(cnf_made_set_simd(-1), 0);
 }
 
+/* grads NULL (likelihood scans: dx/dc only, no parameter gradients): on each available path,
+ * dx and dc bit-identical to the pass with parameter gradients (the data gradients do not
+ * depend on them: the skipped work must be exactly the parameter part). */
+static void check_no_param_grads(int D, int C, int H, int L, int P) {
+  setup s;
+  setup_make(&s, D, C, H, L, P, 300);
+  const size_t n = (size_t)s.n;
+  for (int path = 0; path <= cnf_made_simd_available(); path++) {
+    run full;
+    run_paths(&s, path, path, &full);
+    float *dx = malloc(sizeof(float) * n * D), *dc = calloc(n * C + 1, sizeof(float));
+    assert_non_null(dx), assert_non_null(dc);
+    assert_int_equal(cnf_made_forward(s.m, s.p, s.n, s.x, s.c, full.out), 0);
+    assert_int_equal(cnf_made_backward(s.m, s.p, s.n, s.x, s.c, s.dout, NULL, dx, dc), 0);
+    cmp(path ? "SIMD dx without grads" : "generic dx without grads", n * D, dx, full.dx, 0, 0,
+        1);
+    cmp(path ? "SIMD dc without grads" : "generic dc without grads", n * C, dc, full.dc, 0, 0,
+        1);
+    free(dx), free(dc);
+    run_free(&full);
+  }
+  setup_drop(&s);
+  assert_int_equal(cnf_made_set_simd(-1), 0);
+}
+
+static void test_no_param_grads(void **state) {
+  (void)state;
+  check_no_param_grads(6, 5, 128, 2, 2);
+  check_no_param_grads(7, 1, 64, 2, 23); /* Flow-I's MADE: 7 layers, K = 8 bins */
+  check_no_param_grads(37, 2, 50, 3, 2);
+  check_no_param_grads(4, 1, 24, 1, 3);
+}
+
 static void test_paths_A(void **state) { (void)state; check_config(6, 5, 128, 2, 2); }
 static void test_paths_B_width196(void **state) { (void)state; check_config(20, 3, 196, 2, 5); }
 static void test_paths_width50(void **state) { (void)state; check_config(37, 2, 50, 3, 2); }
@@ -165,6 +198,7 @@ int main(void) {
       cmocka_unit_test(test_paths_B_width196),
       cmocka_unit_test(test_paths_width50),
       cmocka_unit_test(test_paths_width24_nocond),
+      cmocka_unit_test(test_no_param_grads),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -76,7 +76,9 @@ int cnf_made_reserve(cnf_made *m, int nmax);
 int cnf_made_forward(cnf_made *m, const cnf_real *params, int n, const cnf_real *x,
                      const cnf_real *c, cnf_real *out);
 /* Reverse mode through the last cnf_made_forward (same params, n, x, c):
- *   dout (n, D*P): dL/dout;  grads: parameter gradients ACCUMULATED (masked entries stay 0);
+ *   dout (n, D*P): dL/dout;  grads: parameter gradients ACCUMULATED (masked entries stay 0),
+ *     or NULL: no parameter gradient is computed (about a third of the pass: likelihood
+ *     scans want dx/dc only), dx and dc are bit-identical to a call with grads;
  *   dx (n, D): dL/dx WRITTEN (skipped if NULL);  dc (n, C): dL/dc ACCUMULATED (skipped if NULL). */
 int cnf_made_backward(cnf_made *m, const cnf_real *params, int n, const cnf_real *x,
                       const cnf_real *c, const cnf_real *dout, cnf_real *grads, cnf_real *dx,

@@ -34,7 +34,7 @@ static int actnorm_backward(cnf_bijector *b, int n, const cnf_real *x, const cnf
                             cnf_real *dx, cnf_real *dc) {
   const int D = b->dim;
   const cnf_real *ls = b->params + D;
-  cnf_real *inv_scale = b->impl, *gloc = b->grads, *gls = b->grads + D;
+  cnf_real *inv_scale = b->impl, *gloc = b->grads, *gls = b->grads ? b->grads + D : NULL;
   cnf_real sum_dld = 0;
   for (int d = 0; d < D; d++)
     inv_scale[d] = (cnf_real)exp(-(double)ls[d]);
@@ -44,12 +44,14 @@ static int actnorm_backward(cnf_bijector *b, int n, const cnf_real *x, const cnf
     for (int d = 0; d < D; d++) {
       const cnf_real g = dzi[d] * inv_scale[d];
       dxi[d] = g;
-      gloc[d] -= g;
-      gls[d] -= dzi[d] * zi[d];
+      if (gloc) { /* NULL: parameter gradients not wanted (cnf_flow_cond_gradient) */
+        gloc[d] -= g;
+        gls[d] -= dzi[d] * zi[d];
+      }
     }
     sum_dld += dlogdet[i];
   }
-  for (int d = 0; d < D; d++)
+  for (int d = 0; gls && d < D; d++)
     gls[d] -= sum_dld;
   return 0;
 }

@@ -602,9 +602,13 @@ int cnf_flow_sample(cnf_flow *f, int n, const cnf_real *c, uint64_t seed, uint64
 }
 
 /* ---- training: weighted NLL and its gradients ----------------------------------------------- */
-int cnf_flow_nll_backward(cnf_flow *f, int n, const cnf_real *x, const cnf_real *c,
-                          const cnf_real *weights, double *loss, cnf_real *logp, cnf_real *dc) {
-  const char *what = "cnf_flow_nll_backward";
+/* The reverse pass behind cnf_flow_nll_backward and cnf_flow_cond_gradient: loss =
+ * -sum_i w_i log p_i with w_i = weights[i], or w_const for every event when weights is NULL.
+ * param_grads == 0: the bijectors see b->grads = NULL for this pass and compute no parameter
+ * gradient (the data and condition gradients are the same arithmetic either way). */
+static int flow_backward(cnf_flow *f, const char *what, int n, const cnf_real *x,
+                         const cnf_real *c, const cnf_real *weights, double w_const, double *loss,
+                         cnf_real *logp, cnf_real *dc, int param_grads) {
   *loss = 0;
   CNF_CALL(flow_load_batch(f, what, n, x, c, dc != NULL));
   if (n == 0)
@@ -618,7 +622,7 @@ int cnf_flow_nll_backward(cnf_flow *f, int n, const cnf_real *x, const cnf_real 
   /* loss = -sum_i w_i log p_i, log p_i = log N(z_i) + logdet_i, so the chain-rule seeds are
    * dL/dz_i = w_i z_i and dL/dlogdet_i = -w_i */
   for (int i = 0; i < n; i++) {
-    double w = weights ? weights[i] : 1.0 / n;
+    double w = weights ? weights[i] : w_const;
     double lp = base_log_density(z + (size_t)i * D, D) + f->logdet[i];
     if (!isfinite(lp))
       return cnf_error_set(CNF_ERR_NUMERIC, "%s: log p of event %d is %g", what, i, lp);
@@ -636,8 +640,12 @@ int cnf_flow_nll_backward(cnf_flow *f, int n, const cnf_real *x, const cnf_real 
   cnf_real *dz = f->grad_a, *dx = f->grad_b;
   for (int k = f->n_bij - 1; k >= 0; k--) {
     cnf_bijector *b = &f->bij[k];
+    cnf_real *grads = b->grads;
+    if (!param_grads)
+      b->grads = NULL;
     int rc = b->ops->backward(b, n, act_slice(f, k), cond_or_null(f), act_slice(f, k + 1), dz,
                               f->dlogdet, dx, dc_acc);
+    b->grads = grads;
     if (rc < 0)
       return bijector_error(f, k, rc);
     cnf_real *t = dz;
@@ -649,4 +657,22 @@ int cnf_flow_nll_backward(cnf_flow *f, int n, const cnf_real *x, const cnf_real 
     for (size_t e = 0; e < (size_t)n * C; e++)
       dc[e] = dc_acc[e] * f->dcond[e];
   return 0;
+}
+
+int cnf_flow_nll_backward(cnf_flow *f, int n, const cnf_real *x, const cnf_real *c,
+                          const cnf_real *weights, double *loss, cnf_real *logp, cnf_real *dc) {
+  return flow_backward(f, "cnf_flow_nll_backward", n, x, c, weights, n > 0 ? 1.0 / n : 0, loss,
+                       logp, dc, 1);
+}
+
+int cnf_flow_cond_gradient(cnf_flow *f, int n, const cnf_real *x, const cnf_real *c,
+                           cnf_real *logp, cnf_real *dlogp_dc) {
+  const char *what = "cnf_flow_cond_gradient";
+  if (f->C < 1 || !dlogp_dc)
+    return cnf_error_set(CNF_ERR_ARG, "%s: the flow has no conditions or dlogp_dc is NULL",
+                         what);
+  /* weight -1: the "loss" is +sum log p, so dL/dc is d log p/dc itself (the seeds are exactly
+   * the negated unit-weight ones: the result is bit-identical to -dc of nll_backward) */
+  double sum_logp = 0;
+  return flow_backward(f, what, n, x, c, NULL, -1.0, &sum_logp, logp, dlogp_dc, 0);
 }

@@ -31,8 +31,7 @@ struct fit_eval {
   const cnf_real *x, *c;
   cnf_real *cb;       /* (block, C) conditions with theta written in */
   cnf_real *lp;       /* (K, block) log p */
-  cnf_real *dc;       /* (K, block, C) -d log p / dc */
-  cnf_real *ones;     /* (block) unit weights */
+  cnf_real *dc;       /* (K, block, C) d log p / dc */
   long n_evals;
 };
 
@@ -52,12 +51,8 @@ static int fit_logl(struct fit_eval *e, const double *theta, double *logl, doubl
     for (int k = 0; rc == 0 && k < K; k++) {
       cnf_real *lpk = e->lp + (size_t)k * B;
       if (grad) {
-        /* loss = -sum_i log p_i (unit weights), so dc = -d log p_i / dc_i row by row; the
-         * parameter gradients are a by-product, cleared so they cannot grow without bound */
-        double loss = 0;
-        cnf_flow_zero_grads(e->members[k]);
-        rc = cnf_flow_nll_backward(e->members[k], m, xb, e->cb, e->ones, &loss, lpk,
-                                   e->dc + (size_t)k * B * C);
+        /* d log p_i / dc_i row by row, no parameter gradients */
+        rc = cnf_flow_cond_gradient(e->members[k], m, xb, e->cb, lpk, e->dc + (size_t)k * B * C);
       } else {
         rc = cnf_flow_log_prob(e->members[k], m, xb, e->cb, lpk);
       }
@@ -81,7 +76,7 @@ static int fit_logl(struct fit_eval *e, const double *theta, double *logl, doubl
           const double w = exp((double)e->lp[(size_t)k * B + i] - mx) / s;
           const cnf_real *dck = e->dc + ((size_t)k * B + i) * C;
           for (int p = 0; p < P; p++)
-            acc[1 + p] -= w * (double)dck[e->jc[p]];
+            acc[1 + p] += w * (double)dck[e->jc[p]];
         }
     }
   }
@@ -180,21 +175,18 @@ int cnf_fit_joint(cnf_flow *const *members, int K, const cnf_fit_conf *conf, MPI
         rc = cnf_error_set(CNF_ERR_ARG, "fit: condition %d fitted twice", conf->cond_index[p]);
   }
   struct fit_eval e = {members, K, D, C, P, conf->block, conf->cond_index, comm, n, x, c,
-                       NULL, NULL, NULL, NULL, 0};
+                       NULL, NULL, NULL, 0};
   if (rc == 0) {
     const size_t B = (size_t)conf->block;
     e.cb = cnf_malloc(sizeof(cnf_real) * B * C);
     e.lp = cnf_malloc(sizeof(cnf_real) * B * K);
     e.dc = cnf_malloc(sizeof(cnf_real) * B * K * C);
-    e.ones = cnf_malloc(sizeof(cnf_real) * B);
-    if (!e.cb || !e.lp || !e.dc || !e.ones)
+    if (!e.cb || !e.lp || !e.dc)
       rc = CNF_ERR_NOMEM;
     if (rc == 0 && !grid_logl) /* the curvature estimates below need the grid values */
       grid_logl = own_grid = cnf_malloc(sizeof(double) * (size_t)pow((double)G, (double)P));
     if (rc == 0 && !grid_logl)
       rc = CNF_ERR_NOMEM;
-    for (size_t i = 0; rc == 0 && i < B; i++)
-      e.ones[i] = 1;
   }
   rc = cnf_sync_status(comm, rc);
   if (rc < 0)
@@ -326,6 +318,5 @@ out:
   free(e.cb);
   free(e.lp);
   free(e.dc);
-  free(e.ones);
   return rc;
 }

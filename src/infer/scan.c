@@ -30,7 +30,7 @@ struct cnf_scanner {
   cnf_real *xb, *cb;   /* (max_showers * G, D), (max_showers * G, C) batch of (shower, E) rows */
   cnf_real *lp;        /* (max_showers * G) one member's log p */
   double *logl;        /* (max_showers * G) ensemble log L */
-  cnf_real *dcb, *ones; /* (2 max_showers, C) condition gradients, (2 max_showers) unit weights */
+  cnf_real *dcb;       /* (2 max_showers, C) condition gradients d log p / dc */
   double *pt, *pll, *pdll; /* (2 max_showers) lockstep points (ln E), their log L, d log L/d ln E */
   int *pshower;            /* (2 max_showers) the shower of each lockstep point */
   struct lockstep_state *st; /* (3 max_showers) solver states: maxima, then interval ends */
@@ -64,7 +64,6 @@ void cnf_scanner_free(cnf_scanner **ps) {
   free(s->lpk);
   free(s->dk);
   free(s->dcb);
-  free(s->ones);
   free(s->pt);
   free(s->pll);
   free(s->pdll);
@@ -121,14 +120,13 @@ int cnf_scanner_create(cnf_flow *const *members, int K, const cnf_scan_conf *con
   s->dk = cnf_malloc(sizeof(double) * K);
   const size_t P = 2 * (size_t)max_showers; /* lockstep points: both interval sides at once */
   s->dcb = cnf_malloc(sizeof(cnf_real) * P * C);
-  s->ones = cnf_malloc(sizeof(cnf_real) * P);
   s->pt = cnf_malloc(sizeof(double) * P);
   s->pll = cnf_malloc(sizeof(double) * P);
   s->pdll = cnf_malloc(sizeof(double) * P);
   s->pshower = cnf_malloc(sizeof(int) * P);
   s->st = cnf_malloc(sizeof(*s->st) * 3 * (size_t)max_showers);
   if (!s->grid || !s->xb || !s->cb || !s->lp || !s->logl || !s->lpk || !s->dk || !s->dcb ||
-      !s->ones || !s->pt || !s->pll || !s->pdll || !s->pshower || !s->st) {
+      !s->pt || !s->pll || !s->pdll || !s->pshower || !s->st) {
     cnf_scanner_free(&s);
     return CNF_ERR_NOMEM;
   }
@@ -137,8 +135,6 @@ int cnf_scanner_create(cnf_flow *const *members, int K, const cnf_scan_conf *con
     s->grid[g] = exp(l0 + (l1 - l0) * (double)g / (double)(G - 1));
   s->grid[0] = conf->e_min; /* exact ends: the boundary tests compare with them */
   s->grid[G - 1] = conf->e_max;
-  for (size_t i = 0; i < P; i++)
-    s->ones[i] = 1;
   *out = s;
   return 0;
 }
@@ -176,13 +172,8 @@ int cnf_scanner_logl(cnf_scanner *s, const cnf_real *x, const cnf_real *c, doubl
     if (k == 0)
       s->n_logp += dlogl ? 0 : 1, s->n_grad += dlogl ? 1 : 0;
     if (dlogl) {
-      /* loss = -log p with weight 1, so dL/dc = -d log p / dc; parameter gradients are a
-       * by-product here, cleared so they cannot grow without bound */
-      double loss = 0;
-      const cnf_real one = 1;
-      cnf_flow_zero_grads(f);
-      CNF_CALL(cnf_flow_nll_backward(f, 1, s->x1, s->c1, &one, &loss, &lp, s->dc1));
-      s->dk[k] = -(double)s->dc1[j];
+      CNF_CALL(cnf_flow_cond_gradient(f, 1, s->x1, s->c1, &lp, s->dc1));
+      s->dk[k] = (double)s->dc1[j];
     } else {
       CNF_CALL(cnf_flow_log_prob(f, 1, s->x1, s->c1, &lp));
     }
@@ -377,17 +368,14 @@ static int lockstep_eval(cnf_scanner *s, int n, const cnf_real *x, const cnf_rea
   for (int k = 0; k < s->K; k++) {
     cnf_flow *f = s->members[k];
     if (grad) {
-      /* loss = -sum log p (unit weights): dc = -d log p / dc per row; the parameter gradients
-       * are a by-product, cleared so they cannot grow without bound */
-      double loss = 0;
-      cnf_flow_zero_grads(f);
-      CNF_CALL(cnf_flow_nll_backward(f, n, s->xb, s->cb, s->ones, &loss, s->lp, s->dcb));
+      /* d log p / dc per row, no parameter gradients */
+      CNF_CALL(cnf_flow_cond_gradient(f, n, s->xb, s->cb, s->lp, s->dcb));
     } else {
       CNF_CALL(cnf_flow_log_prob(f, n, s->xb, s->cb, s->lp));
     }
     for (int i = 0; i < n; i++) {
       const double a = (double)s->lp[i], b = s->pll[i];
-      const double da = grad ? -(double)s->dcb[(size_t)i * C + j] * (double)s->cb[(size_t)i * C + j]
+      const double da = grad ? (double)s->dcb[(size_t)i * C + j] * (double)s->cb[(size_t)i * C + j]
                              : 0; /* d / d ln E = E d / dE */
       if (a == -INFINITY || isnan(b))
         continue;

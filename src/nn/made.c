@@ -433,7 +433,7 @@ static void made_relu(int n, int cols, cnf_real *y, int ldy) {
 
 /* One pass over a layer's output gradient g (n, cols):
  *   h != NULL: g_out = g * relu'(pre) (h = relu(pre), the cached activation; g_out may be g),
- *   db (cols) += column sums, and if C > 0: gt (C, cols) += c^T g (the gradient of the layer's
+ *   db (cols) += column sums (db NULL: skipped), and if C > 0: gt (C, cols) += c^T g (the gradient of the layer's
  *   transposed condition weights). */
 static void made_bias_cond_backward(int n, int cols, const cnf_real *h, const cnf_real *g,
                                     cnf_real *g_out, int C, const cnf_real *c, cnf_real *db,
@@ -447,7 +447,7 @@ static void made_bias_cond_backward(int n, int cols, const cnf_real *h, const cn
         orow[j] = hrow[j] > 0 ? row[j] : 0;
       row = orow;
     }
-    for (int j = 0; j < cols; j++)
+    for (int j = 0; db && j < cols; j++)
       db[j] += row[j];
     for (int k = 0; k < C; k++) {
       const cnf_real a = c[(size_t)i * C + k];
@@ -512,30 +512,37 @@ static void made_backward_tile(cnf_made *m, const cnf_real *params, int i0, int 
   /* output layer: out = h_{L-1} Wout^T + bout + c Wc^T */
   const made_layer *lo = &m->layer[L];
   const cnf_real *hl = m->h + (size_t)(L - 1) * stride + rows;
-  made_layer_backward_weight(lo, nt, dout, DP, hl, H, grads + lo->off_w);
-  made_bias_cond_backward(nt, DP, NULL, dout, NULL, C, c, grads + lo->off_b, m->gcto);
+  /* grads NULL: only dx/dc are wanted (likelihood scans): the weight, bias and condition-
+   * weight gradients are skipped; the data gradients are the same arithmetic as with them */
+  const int Cg = grads ? C : 0; /* the transposed condition-weight gradients, if wanted */
+  if (grads) {
+    made_layer_backward_weight(lo, nt, dout, DP, hl, H, grads + lo->off_w);
+    made_bias_cond_backward(nt, DP, NULL, dout, NULL, C, c, grads + lo->off_b, m->gcto);
+  }
   if (C > 0 && dc)
     MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, C, DP, 1, dout, DP,
               params + m->off_wc, C, 1, dc, C);
   cnf_real *g = m->dh, *g_next = m->dh + (size_t)MADE_ROW_TILE * H;
   made_layer_backward_input(lo, params + lo->off_w, nt, dout, DP, H, g);
-  made_bias_cond_backward(nt, H, hl, g, g, L == 1 ? C : 0, c, grads + m->layer[L - 1].off_b,
-                          m->gct);
+  made_bias_cond_backward(nt, H, hl, g, g, L == 1 ? Cg : 0, c,
+                          grads ? grads + m->layer[L - 1].off_b : NULL, m->gct);
   /* hidden layers L-1 .. 1: h_l = relu(h_{l-1} W_l^T + b_l); g = dL/dpre_l */
   for (int l = L - 1; l >= 1; l--) {
     const made_layer *ly = &m->layer[l];
     const cnf_real *hin = m->h + (size_t)(l - 1) * stride + rows;
-    made_layer_backward_weight(ly, nt, g, H, hin, H, grads + ly->off_w);
+    if (grads)
+      made_layer_backward_weight(ly, nt, g, H, hin, H, grads + ly->off_w);
     made_layer_backward_input(ly, params + ly->off_w, nt, g, H, H, g_next);
-    made_bias_cond_backward(nt, H, hin, g_next, g_next, l == 1 ? C : 0, c,
-                            grads + m->layer[l - 1].off_b, m->gct);
+    made_bias_cond_backward(nt, H, hin, g_next, g_next, l == 1 ? Cg : 0, c,
+                            grads ? grads + m->layer[l - 1].off_b : NULL, m->gct);
     cnf_real *t = g;
     g = g_next;
     g_next = t;
   }
   /* layer 0: h_0 = relu([x, c] W0^T + b0) */
   const made_layer *l0 = &m->layer[0];
-  made_layer_backward_weight(l0, nt, g, H, x, D, grads + l0->off_w);
+  if (grads)
+    made_layer_backward_weight(l0, nt, g, H, x, D, grads + l0->off_w);
   if (C > 0 && dc)
     MADE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, C, H, 1, g, H,
               params + l0->off_w + D, l0->ld, 1, dc, C);
@@ -563,6 +570,8 @@ int cnf_made_backward(cnf_made *m, const cnf_real *params, int n, const cnf_real
                        dout + (size_t)i0 * DP, grads, dx ? dx + (size_t)i0 * D : NULL,
                        dc ? dc + (size_t)i0 * C : NULL);
   }
+  if (!grads)
+    return 0;
   /* the transposed condition-weight gradients back into the parameter layout */
   cnf_real *g0 = grads + m->layer[0].off_w + D, *gwc = grads + m->off_wc;
   for (int k = 0; k < C; k++) {

@@ -267,7 +267,8 @@ static void made_simd_backward_data(const cnf_made *m, const float *params, int 
   for (int p = 0; p < made_npanel(H); p++) {
     const int j0 = p * MADE_PANEL, w = H - j0 < MADE_PANEL ? H - j0 : MADE_PANEL;
     made_src src = {g, W + j0, ly->rows, ly->ld, ly->bk0[p], ly->rows};
-    made_kf_panel(nt, w, &src, 1, NULL, MADE_EPI_DRELU, g_in + j0, H, h_in + j0, db_in + j0);
+    made_kf_panel(nt, w, &src, 1, NULL, MADE_EPI_DRELU, g_in + j0, H, h_in + j0,
+                  db_in ? db_in + j0 : NULL); /* NULL: no bias gradient wanted */
   }
 }
 
@@ -328,34 +329,41 @@ static void made_simd_backward_tile(cnf_made *m, const float *params, int i0, in
   /* output layer */
   const made_layer *lo = &m->layer[L];
   const float *hl = m->h + (size_t)(L - 1) * stride + rows;
-  made_simd_backward_weight(m, lo, nt, dout, DP, hl, H, grads + lo->off_w);
-  for (int r0 = 0; C > 0 && r0 < DP; r0 += MADE_KW_R) {
+  /* grads NULL: only dx/dc are wanted (likelihood scans): every weight and bias gradient of
+   * this pass is skipped, the data gradients are the same arithmetic as with them */
+  if (grads)
+    made_simd_backward_weight(m, lo, nt, dout, DP, hl, H, grads + lo->off_w);
+  for (int r0 = 0; grads && C > 0 && r0 < DP; r0 += MADE_KW_R) {
     const int R = DP - r0 < MADE_KW_R ? DP - r0 : MADE_KW_R;
     made_kw(R, C, nt, dout + r0, DP, c, C, m->cw, m->cw_ld);
     for (int r = 0; r < R; r++)
       for (int k = 0; k < C; k++)
         grads[m->off_wc + (size_t)(r0 + r) * C + k] += m->cw[(size_t)r * m->cw_ld + k];
   }
-  float *db = grads + lo->off_b;
-  for (int i = 0; i < nt; i++)
+  float *db = grads ? grads + lo->off_b : NULL;
+  for (int i = 0; db && i < nt; i++)
     for (int j = 0; j < DP; j++)
       db[j] += dout[(size_t)i * DP + j];
   float *g = m->dh, *g_next = m->dh + (size_t)MADE_ROW_TILE * H;
-  made_simd_backward_data(m, params, L, nt, dout, hl, g, grads + m->layer[L - 1].off_b);
+  made_simd_backward_data(m, params, L, nt, dout, hl, g,
+                          grads ? grads + m->layer[L - 1].off_b : NULL);
   /* hidden layers L-1 .. 1 */
   for (int l = L - 1; l >= 1; l--) {
     const made_layer *ly = &m->layer[l];
     const float *hin = m->h + (size_t)(l - 1) * stride + rows;
-    made_simd_backward_weight(m, ly, nt, g, H, hin, H, grads + ly->off_w);
-    made_simd_backward_data(m, params, l, nt, g, hin, g_next, grads + m->layer[l - 1].off_b);
+    if (grads)
+      made_simd_backward_weight(m, ly, nt, g, H, hin, H, grads + ly->off_w);
+    made_simd_backward_data(m, params, l, nt, g, hin, g_next,
+                            grads ? grads + m->layer[l - 1].off_b : NULL);
     float *t = g;
     g = g_next;
     g_next = t;
   }
   /* layer 0: W0 = [Wx | Wc0] */
   const made_layer *l0 = &m->layer[0];
-  made_simd_backward_weight_t(m, nt, x, D, D, g, H, l0->len, 0, grads + l0->off_w, DC);
-  if (C > 0)
+  if (grads)
+    made_simd_backward_weight_t(m, nt, x, D, D, g, H, l0->len, 0, grads + l0->off_w, DC);
+  if (grads && C > 0)
     made_simd_backward_weight_t(m, nt, c, C, C, g, H, NULL, D, grads + l0->off_w, DC);
   if (!dx && !(dc && C > 0))
     return;

@@ -98,14 +98,17 @@ void cnf_mlp_backward(const cnf_mlp *m, const cnf_real *params, int n, const cnf
     const int di = layer_in(m, l), de = layer_out(m, l);
     const size_t off = layer_offset(m, l);
     const cnf_real *W = params + off;
-    cnf_real *gW = grads + off, *gb = gW + (size_t)de * di;
     const cnf_real *a = l == 0 ? in : work + (size_t)(l - 1) * n * m->hidden;
-    /* gW (de, di) += delta^T (de, n) a (n, di);  gb += column sums of delta */
-    MLP_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, de, di, n, 1, delta, de, a, di, 1, gW, di);
-    for (int i = 0; i < n; i++) {
-      const cnf_real *dr = delta + (size_t)i * de;
-      for (int j = 0; j < de; j++)
-        gb[j] += dr[j];
+    if (grads) {
+      /* gW (de, di) += delta^T (de, n) a (n, di);  gb += column sums of delta */
+      cnf_real *gW = grads + off, *gb = gW + (size_t)de * di;
+      MLP_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, de, di, n, 1, delta, de, a, di, 1, gW,
+               di);
+      for (int i = 0; i < n; i++) {
+        const cnf_real *dr = delta + (size_t)i * de;
+        for (int j = 0; j < de; j++)
+          gb[j] += dr[j];
+      }
     }
     if (l == 0) {
       if (din)

@@ -37,7 +37,8 @@ void cnf_mlp_init_params(const cnf_mlp *m, cnf_real *params, cnf_rng *rng, int z
 void cnf_mlp_forward(const cnf_mlp *m, const cnf_real *params, int n, const cnf_real *in,
                      cnf_real *out, cnf_real *work);
 /* Reverse mode through the cnf_mlp_forward that filled `work` (same params, n, in):
- *   dout (n, n_out) dL/dout; grads ACCUMULATED (same layout as params);
+ *   dout (n, n_out) dL/dout; grads ACCUMULATED (same layout as params), or NULL: no
+ *     parameter gradients (dx only);
  *   din (n, n_in) dL/din WRITTEN (skipped if NULL);
  *   scratch: 2 * n * max(hidden, 1) values, overwritten. */
 void cnf_mlp_backward(const cnf_mlp *m, const cnf_real *params, int n, const cnf_real *in,
