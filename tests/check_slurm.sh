@@ -172,8 +172,10 @@ print("requeued + resumed training: both members bit-identical to the uninterrup
 PY
 
 # ---- 2b. SIGUSR1 to a job-array scan task: stop after a block, requeue, resume, merge ----------
-sargs=(-data train.h5 -split train -max_showers 2400 -ensemble flowi/ensemble.txt -prior loguniform
-       -scan_grid 80 -scan_block 8 -progress 0.5)
+# 12000 showers (6000 per array task, ~2.5 s each) and a progress line every 0.05 s: the task
+# must still be scanning when the first progress line has appeared and SIGUSR1 arrives
+sargs=(-data train.h5 -split train -max_showers 12000 -ensemble flowi/ensemble.txt -prior loguniform
+       -scan_grid 80 -scan_block 8 -progress 0.05)
 sref=$(sbatch --parsable --job-name=sref --chdir="$demo" --ntasks=2 --time=00:10:00 \
   --export="ALL,CNFLOW_ROOT=$src,CNFLOW=$cnflow" "$src/slurm/scan.sbatch" sref.h5 "${sargs[@]}") ||
   fail "sbatch sref"
@@ -216,8 +218,8 @@ def content(p):
 assert a1 == a2, sorted(k for k in set(a1) | set(a2) if a1.get(k) != a2.get(k))
 assert d1 == d2, sorted(k for k in d1 if d1[k] != d2.get(k))
 with h5py.File(f"{d}/sarr.h5") as f:
-    assert len(f["scan/e_pred"]) == 2400
-print("array scan with a SIGUSR1'd, requeued, resumed task: merged == single-job scan (2400 showers)")
+    assert len(f["scan/e_pred"]) == 12000
+print("array scan with a SIGUSR1'd, requeued, resumed task: merged == single-job scan (12000 showers)")
 PY
 
 # ---- 3. a failing stage cancels its dependants; --dry-run submits nothing -----------------------

@@ -71,6 +71,15 @@ void cnf_made_init_params(const cnf_made *m, cnf_real *params, cnf_rng *rng, int
 /* Allocate the activation cache for batches of up to nmax rows (forward grows it if needed). */
 int cnf_made_reserve(cnf_made *m, int nmax);
 
+/* Packed weights.  The SIMD path multiplies transposed, panel-packed copies of the weights.
+ * By default every forward repacks them from params (always right, whatever the caller wrote).
+ * cnf_made_set_param_cache(m, 1): the copies are kept between forwards with the same params
+ * pointer, and the caller promises cnf_made_params_changed(m) after every write into params
+ * (the MAF bijector does, from the flow's params_changed contract); a scan's many small
+ * batches over fixed weights then pack once. */
+void cnf_made_set_param_cache(cnf_made *m, int on);
+void cnf_made_params_changed(cnf_made *m);
+
 /* out (n, D*P) = MADE(x (n, D), c (n, C)); c may be NULL when C == 0.  Caches the hidden
  * activations for cnf_made_backward. */
 int cnf_made_forward(cnf_made *m, const cnf_real *params, int n, const cnf_real *x,

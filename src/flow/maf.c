@@ -299,6 +299,7 @@ static int maf_init_params(cnf_bijector *b, cnf_rng *rng, int identity) {
 
 static int maf_params_changed(cnf_bijector *b) {
   cnf_made_apply_mask(maf_of(b)->made, b->params);
+  cnf_made_params_changed(maf_of(b)->made); /* the packed weight copies are stale now */
   return 0;
 }
 
@@ -350,6 +351,9 @@ int cnf_bij_maf_create(cnf_bijector *b) {
     free(im);
     return rc;
   }
+  /* the flow's contract (cnf_flow_params_changed after every write) lets the MADE keep its
+   * packed weights between passes */
+  cnf_made_set_param_cache(im->made, 1);
   b->impl = im;
   b->ops = &maf_ops;
   b->n_params = cnf_made_num_params(im->made);

@@ -483,6 +483,13 @@ static void made_forward_tile(cnf_made *m, const cnf_real *params, int i0, int n
                      H, out, DP);
 }
 
+void cnf_made_set_param_cache(cnf_made *m, int on) {
+  m->cache_params = on != 0;
+  m->pack_src = NULL;
+}
+
+void cnf_made_params_changed(cnf_made *m) { m->pack_src = NULL; }
+
 int cnf_made_forward(cnf_made *m, const cnf_real *params, int n, const cnf_real *x,
                      const cnf_real *c, cnf_real *out) {
   CNF_CALL(cnf_made_reserve(m, n));

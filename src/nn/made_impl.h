@@ -65,6 +65,11 @@ struct cnf_made {
   cnf_real *pack, *wcb, *tmp, *cw;
   size_t off_pack_wc;
   int cw_ld;
+  /* Packed-weight reuse (cnf_made_set_param_cache): with cache_params set, pack is rebuilt
+   * only when pack_src is not the params passed in (NULL after cnf_made_params_changed); the
+   * wct/wcto/wcb copies are cheap and are refreshed by every pass either way. */
+  int cache_params;
+  const cnf_real *pack_src;
   int simd_ready; /* the SIMD buffers above exist (compiled in and the CPU has AVX-512F) */
   int simd_last;  /* path of the last cnf_made_forward: its backward takes the same one */
 };

@@ -397,7 +397,12 @@ static void made_simd_pack_wcb(cnf_made *m, const float *params) {
 
 void made_simd_forward(cnf_made *m, const float *params, int n, const float *x, const float *c,
                        float *out) {
-  made_simd_pack(m, params);
+  /* a scan evaluates fixed weights many times over small batches: the transposed copies are
+   * reused then (about as costly as a forward pass of a few dozen rows for Flow-I's MADEs) */
+  if (!m->cache_params || m->pack_src != params) {
+    made_simd_pack(m, params);
+    m->pack_src = m->cache_params ? params : NULL;
+  }
   for (int i0 = 0; i0 < n; i0 += MADE_ROW_TILE) {
     const int nt = n - i0 < MADE_ROW_TILE ? n - i0 : MADE_ROW_TILE;
     made_simd_forward_tile(m, params, i0, nt, x + (size_t)i0 * m->D,
