@@ -186,6 +186,50 @@ static void test_no_param_grads(void **state) {
   check_no_param_grads(4, 1, 24, 1, 3);
 }
 
+/* cnf_made_set_param_cache: with the cache on, a forward after cnf_made_params_changed equals
+ * a cache-off MADE's bit for bit; without the call it still uses the old copies (the cache is
+ * real, and the contract matters); a different params pointer repacks by itself. */
+static void test_param_cache(void **state) {
+  (void)state;
+  setup s;
+  setup_make(&s, 6, 5, 128, 2, 2, 70);
+  const size_t np = cnf_made_num_params(s.m), no = (size_t)s.n * 6 * 2;
+  float *o_old = malloc(sizeof(float) * no), *o_new = malloc(sizeof(float) * no),
+        *o_ref = malloc(sizeof(float) * no), *p2 = malloc(sizeof(float) * np);
+  assert_non_null(o_old), assert_non_null(o_new), assert_non_null(o_ref), assert_non_null(p2);
+  for (int path = 0; path <= cnf_made_simd_available(); path++) {
+    assert_int_equal(cnf_made_set_simd(path), 0);
+    cnf_made_set_param_cache(s.m, 1);
+    memcpy(p2, s.p, sizeof(float) * np);
+    assert_int_equal(cnf_made_forward(s.m, s.p, s.n, s.x, s.c, o_old), 0);
+    for (size_t i = 0; i < np; i++)
+      s.p[i] *= 0.75f;
+    cnf_made_apply_mask(s.m, s.p);
+    cnf_made_set_param_cache(s.m, 0); /* the reference: repacked from params on every call */
+    assert_int_equal(cnf_made_forward(s.m, s.p, s.n, s.x, s.c, o_ref), 0);
+    cnf_made_set_param_cache(s.m, 1);
+    assert_int_equal(cnf_made_forward(s.m, s.p, s.n, s.x, s.c, o_new), 0); /* packs: new state */
+    cmp("cached forward after enabling", no, o_new, o_ref, 0, 0, 1);
+    memcpy(s.p, p2, sizeof(float) * np); /* back to the first values */
+    assert_int_equal(cnf_made_forward(s.m, s.p, s.n, s.x, s.c, o_new), 0);
+    if (path == 1) /* only the SIMD path packs: without params_changed its weight copies are
+                    * stale (the biases are read from params), so this is not the fresh result */
+      assert_memory_not_equal(o_new, o_old, sizeof(float) * no);
+    cnf_made_params_changed(s.m);
+    assert_int_equal(cnf_made_forward(s.m, s.p, s.n, s.x, s.c, o_new), 0);
+    cmp("cached forward after params_changed", no, o_new, o_old, 0, 0, 1);
+    for (size_t i = 0; i < np; i++) /* another buffer (the scaled values): repacks by itself */
+      p2[i] *= 0.75f;
+    cnf_made_apply_mask(s.m, p2);
+    assert_int_equal(cnf_made_forward(s.m, p2, s.n, s.x, s.c, o_new), 0);
+    cmp("cached forward, other params pointer", no, o_new, o_ref, 0, 0, 1);
+    cnf_made_set_param_cache(s.m, 0);
+  }
+  free(o_old), free(o_new), free(o_ref), free(p2);
+  setup_drop(&s);
+  assert_int_equal(cnf_made_set_simd(-1), 0);
+}
+
 static void test_paths_A(void **state) { (void)state; check_config(6, 5, 128, 2, 2); }
 static void test_paths_B_width196(void **state) { (void)state; check_config(20, 3, 196, 2, 5); }
 static void test_paths_width50(void **state) { (void)state; check_config(37, 2, 50, 3, 2); }
@@ -199,6 +243,7 @@ int main(void) {
       cmocka_unit_test(test_paths_width50),
       cmocka_unit_test(test_paths_width24_nocond),
       cmocka_unit_test(test_no_param_grads),
+      cmocka_unit_test(test_param_cache),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
