@@ -2,7 +2,7 @@
 # Likelihood-scan benchmark of `cnflow scan` (issue 8) next to the PyTorch peer's scan suite
 # (../shared/bench/bench_torch.py: model C = the flowi architecture, 200 log-spaced energies in
 # [1, 100] GeV per shower, 1 flow and a 10-flow log-mean-exp ensemble), both on ONE core.
-# Per ensemble size (1, 10 members) it times on one rank:
+# Per ensemble size (1, 10 members) it times on one rank (and the 10-member default on 2 ranks):
 #   grid200  -scan_refine false -scan_grid 200: the peer's work (grid maximum only);
 #   default  the production scan: 48-point grid + lockstep refinement + 68 % interval;
 #   tao      -scan_method tao -scan_grid 200: the per-shower TAO + Brent path (fewer showers);
@@ -57,6 +57,13 @@ for K in 1 10; do
   run tao "$K" "$tao_showers" -scan_grid 200 -scan_method tao
   run grid1600 "$K" "$ref_showers" -scan_grid 1600 -scan_refine false
 done
+# the same 10-member default scan on 2 ranks (each rank its own block of showers)
+echo "[bench] cnflow scan default: 10 member(s), $showers showers, 2 ranks" >&2
+mpiexec -n 2 --bind-to none "$bin" scan -data "$dir/e50.h5" -ensemble "$dir/ens10/ensemble.txt" \
+  -max_showers "$showers" -o "$dir/scan_default_10_2r.h5" -progress 0 >"$dir/s.log" 2>&1 ||
+  { cat "$dir/s.log"; exit 1; }
+cat "$dir/s.log" >>"$log"
+rate2=$(grep -o "[0-9.]* showers/s;" "$dir/s.log" | tail -1 | cut -d' ' -f1)
 peer_dir=${CNFLOW_PEER_DIR:-$(pwd)/../shared/bench}
 p1="" p10=""
 if [ "$peer" = 1 ] && [ -f "$peer_dir/bench_torch.py" ]; then
@@ -86,5 +93,10 @@ print(f'{np.median(d):.1e} / {np.percentile(d, 99):.1e}')")
   done
   [ -n "$pk" ] && printf '%-8s %-9s %12.1f %22s\n' "$K" "peer" "$pk" "200 + 0"
 done
+/usr/bin/python3 -c "
+r2, r1, pk = $rate2, ${rate[default,10]}, '$p10'
+line = f'10 members, default scan, 2 ranks: {r2:.1f} showers/s = {r2 / r1:.2f}x the 1-rank figure'
+if pk: line += f', {r2 / 2 / float(pk):.1f}x the peer per core'
+print(line)"
 echo "* per member: log p rows + rows with the condition gradient (forward + backward)"
 echo "  the 1600-point grid's own step is 0.29 % (its maximum is within 0.14 % of the grid's best)"

@@ -503,6 +503,7 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
   const double t0 = cnf_time_now();
   double t_last = t0;
   uint64_t max_bcount = bcount, scanned = 0;
+  double t_wait = 0, t_write = 0; /* waiting for the slowest rank of a round; collective writes */
   MPI_Allreduce(MPI_IN_PLACE, &max_bcount, 1, MPI_UINT64_T, MPI_MAX, comm);
   for (uint64_t t = 0; t < max_bcount; t++) {
     /* every rank takes part in every round's collective write, with or without rows */
@@ -522,9 +523,12 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
       }
       scanned += m;
     }
+    const double t_wait0 = cnf_time_now();
     rc = cnf_sync_status(comm, rc);
+    t_wait += cnf_time_now() - t_wait0;
     if (rc < 0)
       goto out;
+    const double t_write0 = cnf_time_now();
     const void *cols[CNF_SCAN_NCOLS] = {rows.e_true + r0, rows.e_pred + r0, rows.e_lo + r0,
                                     rows.e_hi + r0, rows.logl + r0, rows.flags + r0,
                                     rows.nmax + r0};
@@ -532,6 +536,7 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
                                         mine ? (int64_t)(bfirst + t) : -1, cols));
     if (rc < 0)
       goto out;
+    t_write += cnf_time_now() - t_write0;
     if (mine)
       done[bfirst + t] = 1;
     /* SIGTERM / SIGUSR1 (SLURM before the time limit): stop after this block, all together */
@@ -553,6 +558,9 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
     }
   }
   const double seconds = cnf_time_now() - t0;
+  cnf_log_debug("scan: %llu rounds of blocks in %.3f s: waiting for the slowest rank %.3f s, "
+                "collective writes %.3f s", (unsigned long long)max_bcount, seconds, t_wait,
+                t_write);
   /* flags over the whole file (resumed blocks included): read back this rank's rows */
   uint64_t flagged[4] = {0, 0, 0, 0};
   {
