@@ -26,9 +26,20 @@ kill_after() {
     [ "$(ps -o comm= -p "$p" 2>/dev/null)" = "cnflow" ] && kill -9 "$p" 2>/dev/null
   done
 }
-# delay=0.4 s + U[0, 1) x span seconds from the seeded $RANDOM (set in this shell, not in a
-# subshell, so the sequence advances)
-pick() { local r=$((RANDOM % 100)); delay=$(echo "scale=2; 0.4 + $r * $1 / 100" | bc); }
+# once log $1 has $2 lines matching $3 (while launcher pid $4 lives), kill the run tagged $5
+# after $6 seconds: kills placed by progress, not wall time, so a fast run or a loaded machine
+# cannot finish first
+kill_on_progress() {
+  local log=$1 n=$2 pattern=$3 launcher=$4 tag=$5 delay=$6
+  while [ "$(grep -c "$pattern" "$log" 2>/dev/null)" -lt "$n" ]; do
+    kill -0 "$launcher" 2>/dev/null || return 0
+    sleep 0.01
+  done
+  kill_after "$tag" "$delay"
+}
+# delay = U[0, 1) x span seconds from the seeded $RANDOM (set in this shell, not in a subshell,
+# so the sequence advances)
+pick() { local r=$((RANDOM % 100)); delay=$(echo "scale=2; $r * $1 / 100" | bc); }
 now() { date +%s.%N; }
 
 "$cnflow" generate calo-pion -n 40000 -pion_energy_mode uniform -o pion.h5 -progress 0 \
@@ -52,16 +63,11 @@ for attempt in $(seq 1 25); do
   # checkpoint), then the run may finish
   n_ep=$((1 + RANDOM % 3))
   pick 0.3
-  delay=$(echo "$delay - 0.4" | bc)
   mpi "${topts[@]}" -o "$work/tkill" "${resume[@]}" >"t$attempt.log" 2>&1 &
   launcher=$!
   killer=
   if [ $kills -lt 4 ]; then
-    (while [ "$(grep -c ' epoch ' "t$attempt.log" 2>/dev/null)" -lt $n_ep ]; do
-       kill -0 $launcher 2>/dev/null || exit 0
-       sleep 0.02
-     done
-     kill_after "$work/tkill" "$delay") &
+    kill_on_progress "t$attempt.log" $n_ep ' epoch ' $launcher "$work/tkill" "$delay" &
     killer=$!
   fi
   wait $launcher
@@ -103,16 +109,11 @@ for attempt in $(seq 1 25); do
   # then 0-0.05 s more (mid-block or mid-write), then the run may finish
   n_rd=$((2 + RANDOM % 20))
   pick 0.05
-  delay=$(echo "$delay - 0.4" | bc)
   mpi "${sopts[@]}" -o "$work/skill.h5" "${resume[@]}" >"s$attempt.log" 2>&1 &
   launcher=$!
   killer=
   if [ $skills -lt 4 ]; then
-    (while [ "$(grep -c 'showers on rank 0' "s$attempt.log" 2>/dev/null)" -lt $n_rd ]; do
-       kill -0 $launcher 2>/dev/null || exit 0
-       sleep 0.01
-     done
-     kill_after "$work/skill.h5" "$delay") &
+    kill_on_progress "s$attempt.log" $n_rd 'showers on rank 0' $launcher "$work/skill.h5" "$delay" &
     killer=$!
   fi
   wait $launcher
