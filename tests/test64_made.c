@@ -2,7 +2,8 @@
  * flow.h, autoregressive connectivity (exact zero dependence on x_j for j >= d, dependence on
  * some x_j, j < d, and on every condition for every output), the mask product, central
  * finite-difference gradients w.r.t. parameters, inputs and conditions, gradient
- * accumulation, and the sequential (sampling) mode against the full forward pass. */
+ * accumulation, the sequential (sampling) mode against the full forward pass, and the live
+ * ranges (the entries that can carry gradients). */
 #include "testutil.h"
 
 #include <math.h>
@@ -341,6 +342,41 @@ static void test_large_batch_matches_chunks(void **state) {
   cnf_made_free(&m);
 }
 
+/* cnf_made_live_ranges: exactly the entries apply_mask keeps (the FD test above shows those
+ * carry every non-zero gradient), offset by the base, sorted, merged (no two ranges touch),
+ * and the counting call agrees with the writing one. */
+static void test_live_ranges(void **state) {
+  for (int t = 0; t < N_CASES; t++) {
+    const made_case *mc = &CASES[t];
+    cnf_made *m;
+    assert_int_equal(cnf_made_create(mc->D, mc->C, mc->H, mc->L, mc->P, &m), 0);
+    const size_t np = cnf_made_num_params(m), base = 7 + (size_t)t;
+    double *probe = malloc(np * sizeof *probe);
+    for (size_t i = 0; i < np; i++)
+      probe[i] = 1;
+    cnf_made_apply_mask(m, probe);
+    const size_t n = cnf_made_live_ranges(m, base, NULL);
+    assert_true(n >= 1);
+    size_t *r = malloc(sizeof(size_t) * 2 * n);
+    assert_int_equal(cnf_made_live_ranges(m, base, r), n);
+    char *live = calloc(np, 1);
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+      assert_true(r[2 * i] >= base && r[2 * i] < r[2 * i + 1] && r[2 * i + 1] <= base + np);
+      if (i > 0)
+        assert_true(r[2 * i] > r[2 * i - 1]); /* sorted and merged */
+      for (size_t j = r[2 * i]; j < r[2 * i + 1]; j++)
+        live[j - base] = 1;
+      count += r[2 * i + 1] - r[2 * i];
+    }
+    for (size_t j = 0; j < np; j++)
+      assert_int_equal(live[j], probe[j] != 0);
+    assert_int_equal(count, cnf_made_count_params_effective(mc->D, mc->C, mc->H, mc->L, mc->P));
+    free(live), free(r), free(probe);
+    cnf_made_free(&m);
+  }
+}
+
 static void test_bad_arguments(void **state) {
   cnf_made *m = NULL;
   assert_true(cnf_made_create(0, 1, 8, 2, 2, &m) == CNF_ERR_ARG && m == NULL);
@@ -356,6 +392,7 @@ int main(void) {
       cmocka_unit_test(test_gradients_fd),
       cmocka_unit_test(test_sequential_matches_forward),
       cmocka_unit_test(test_large_batch_matches_chunks),
+      cmocka_unit_test(test_live_ranges),
       cmocka_unit_test(test_bad_arguments),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

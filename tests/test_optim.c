@@ -102,6 +102,93 @@ static void test_adam_rejects_nan_gradient(void **state) {
   cnf_adam_free(&a);
 }
 
+/* Live ranges: restricted to ranges, a step over a buffer whose other entries are zero with
+ * zero gradients gives the full step's parameters and moments bit for bit (with weight decay
+ * and with clipping too) and never touches the entries outside (poisoned with a value to see
+ * it); bad ranges are refused. */
+enum { NB = 203 };
+static void test_adam_live_ranges(void **state) {
+  const size_t r[] = {0, 5, 9, 40, 41, 42, 60, 130, 150, 203};
+  const size_t nr = sizeof r / sizeof r[0] / 2;
+  for (int variant = 0; variant < 3; variant++) {
+    cnf_adam_conf conf = cnf_adam_conf_default();
+    if (variant == 1)
+      conf.weight_decay = 0.05;
+    if (variant == 2)
+      conf.clip_norm = 0.01; /* the norm here is ~0.3: clipping active */
+    cnf_adam full, ranged;
+    assert_int_equal(cnf_adam_init(&full, NB, &conf), 0);
+    assert_int_equal(cnf_adam_init(&ranged, NB, &conf), 0);
+    assert_int_equal(cnf_adam_live_count(&ranged), NB);
+    assert_int_equal(cnf_adam_set_ranges(&ranged, nr, r), 0);
+    assert_int_equal(cnf_adam_live_count(&ranged), 5 + 31 + 1 + 70 + 53);
+    cnf_real pf[NB], pr[NB], g[NB];
+    char inside[NB] = {0};
+    for (size_t k = 0; k < nr; k++)
+      for (size_t i = r[2 * k]; i < r[2 * k + 1]; i++)
+        inside[i] = 1;
+    for (size_t i = 0; i < NB; i++) {
+      pf[i] = inside[i] ? (cnf_real)(0.01 * (double)((i * 37) % 101) - 0.505) : 0;
+      g[i] = inside[i] ? (cnf_real)(0.001 * (double)((i * 53) % 97) - 0.0405) : 0;
+      pr[i] = inside[i] ? pf[i] : 7.0f; /* outside the ranges: must stay untouched */
+    }
+    for (int step = 0; step < 5; step++) {
+      double nf, nr_norm;
+      assert_int_equal(cnf_adam_step(&full, 1e-2, pf, g, &nf), 0);
+      assert_int_equal(cnf_adam_step(&ranged, 1e-2, pr, g, &nr_norm), 0);
+      assert_close(nr_norm, nf, 1e-12, 0);
+      for (size_t i = 0; i < NB; i++) {
+        if (inside[i])
+          assert_true(pr[i] == pf[i] && ranged.m[i] == full.m[i] && ranged.v[i] == full.v[i]);
+        else
+          assert_true(pr[i] == 7.0f && ranged.m[i] == 0 && ranged.v[i] == 0 && pf[i] == 0);
+      }
+    }
+    cnf_adam_free(&full), cnf_adam_free(&ranged);
+  }
+  cnf_adam a;
+  cnf_adam_conf conf = cnf_adam_conf_default();
+  assert_int_equal(cnf_adam_init(&a, NB, &conf), 0);
+  const size_t overlap[] = {0, 10, 5, 20}, empty[] = {3, 3}, outside[] = {10, NB + 1};
+  assert_int_equal(cnf_adam_set_ranges(&a, 2, overlap), CNF_ERR_ARG);
+  assert_int_equal(cnf_adam_set_ranges(&a, 1, empty), CNF_ERR_ARG);
+  assert_int_equal(cnf_adam_set_ranges(&a, 1, outside), CNF_ERR_ARG);
+  assert_int_equal(cnf_adam_live_count(&a), NB); /* unchanged: still everything */
+  cnf_adam_free(&a);
+}
+
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+/* Denormal gradients (g*g below FLT_MIN) are flushed inside the step only: the step stays
+ * finite and matches the closed form of the normal entries, and the caller's floating-point
+ * mode (MXCSR) is the same afterwards. */
+static void test_adam_denormal_gradients(void **state) {
+  cnf_adam_conf conf = cnf_adam_conf_default();
+  cnf_adam a;
+  assert_int_equal(cnf_adam_init(&a, 40, &conf), 0);
+  cnf_real p[40], g[40];
+  for (int i = 0; i < 40; i++) {
+    p[i] = 0.5f;
+    g[i] = i % 2 ? (cnf_real)1e-21 : (cnf_real)0.25; /* 1e-42: a float denormal square */
+  }
+#if defined(__SSE__)
+  const unsigned csr = _mm_getcsr();
+#endif
+  assert_int_equal(cnf_adam_step(&a, 0.01, p, g, NULL), 0);
+#if defined(__SSE__)
+  assert_int_equal(_mm_getcsr(), csr);
+#endif
+  for (int i = 0; i < 40; i++) {
+    assert_true(isfinite(p[i]));
+    if (i % 2 == 0)
+      assert_close(p[i], 0.5 - 0.01, 1e-6, 0); /* step 1 = lr * sign(g) */
+    else
+      assert_true(p[i] <= 0.5f && p[i] > 0.5f - 0.01f); /* at most a normal step */
+  }
+  cnf_adam_free(&a);
+}
+
 static void test_schedule_poly(void **state) {
   cnf_schedule_conf c = cnf_schedule_conf_default(CNF_SCHED_POLY);
   c.lr = 1e-3;
@@ -227,6 +314,8 @@ int main(void) {
       cmocka_unit_test(test_adam_first_step_is_lr_sign),
       cmocka_unit_test(test_adam_converges),
       cmocka_unit_test(test_adamw_decay_and_clipping),
+      cmocka_unit_test(test_adam_live_ranges),
+      cmocka_unit_test(test_adam_denormal_gradients),
       cmocka_unit_test(test_adam_rejects_nan_gradient),
       cmocka_unit_test(test_schedule_poly),
       cmocka_unit_test(test_schedule_cosine_warm_restarts),

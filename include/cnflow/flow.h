@@ -137,6 +137,9 @@ typedef struct cnf_bijector_ops {
   /* Optional: called after the parameter buffer changed (optimizer step, load), e.g. to
    * refresh packed weight copies.  Also re-applies masks. */
   int (*params_changed)(cnf_bijector *b);
+  /* Optional: the ranges of the flow's buffer (b->param_offset included) whose gradients can be
+   * non-zero, as cnf_made_live_ranges; NULL = the whole slice. */
+  size_t (*live_ranges)(const cnf_bijector *b, size_t *out);
   void (*destroy)(cnf_bijector *b);
 } cnf_bijector_ops;
 
@@ -168,6 +171,11 @@ size_t cnf_flow_num_params(const cnf_flow *f);
 cnf_real *cnf_flow_params(cnf_flow *f); /* (n_params) owned by the flow */
 cnf_real *cnf_flow_grads(cnf_flow *f);  /* (n_params) owned by the flow */
 void cnf_flow_zero_grads(cnf_flow *f);
+/* The entries of the buffers that can have a non-zero gradient, as sorted, disjoint, merged
+ * ranges [r[2i], r[2i+1]) (*ranges allocated, free() it): everything but the masked MADE
+ * weights, which are exact zeros with zero gradients (61 % of the CNF preset's entries are
+ * live).  Adam restricted to them (cnf_adam_set_ranges) gives bit-identical parameters. */
+int cnf_flow_live_ranges(const cnf_flow *f, size_t *n_ranges, size_t **ranges);
 /* Must be called after writing into cnf_flow_params() (optimizer step, allreduce, load). */
 int cnf_flow_params_changed(cnf_flow *f);
 

@@ -62,6 +62,11 @@ int cnf_made_connected(const cnf_made *m, int layer, int row, int col);
 
 /* Set every masked weight of params (or of a gradient buffer with the same layout) to zero. */
 void cnf_made_apply_mask(const cnf_made *m, cnf_real *params);
+/* The entries of the parameter buffer that can have a non-zero gradient (every weight the
+ * masks keep, the biases, the condition weights) as sorted, disjoint, merged ranges
+ * [base + r[2i], base + r[2i+1]).  Writes them to out (if not NULL; room for 2 * the count) and
+ * returns the count.  Everything outside is a masked weight: zero, with a zero gradient. */
+size_t cnf_made_live_ranges(const cnf_made *m, size_t base, size_t *out);
 /* nn.Linear-like init from the stream: weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in))
  * (fan_in = D + C for layer 0, H otherwise; Wc uses fan_in = H + C, as if the conditions were
  * extra inputs of the output layer), then masked.  zero_output != 0: Wout, bout and Wc are set

@@ -309,6 +309,44 @@ cnf_real *cnf_flow_params(cnf_flow *f) { return f->params; }
 cnf_real *cnf_flow_grads(cnf_flow *f) { return f->grads; }
 void cnf_flow_zero_grads(cnf_flow *f) { memset(f->grads, 0, f->n_params * sizeof(cnf_real)); }
 
+int cnf_flow_live_ranges(const cnf_flow *f, size_t *n_ranges, size_t **ranges) {
+  *n_ranges = 0;
+  *ranges = NULL;
+  /* two passes: count, then write; ranges of neighbouring bijectors that touch are merged */
+  size_t *out = NULL, count = 0;
+  for (int pass = 0; pass < 2; pass++) {
+    count = 0;
+    for (int k = 0; k < f->n_bij; k++) {
+      const cnf_bijector *b = &f->bij[k];
+      if (b->n_params == 0)
+        continue;
+      size_t local[2] = {b->param_offset, b->param_offset + b->n_params};
+      size_t *dst = out ? out + 2 * count : NULL;
+      size_t nk = 1;
+      if (b->ops->live_ranges)
+        nk = b->ops->live_ranges(b, dst);
+      else if (dst)
+        memcpy(dst, local, sizeof local);
+      if (nk == 0)
+        continue;
+      if (count > 0 && out && out[2 * count - 1] == dst[0]) { /* merge across the boundary */
+        out[2 * count - 1] = dst[1];
+        memmove(dst, dst + 2, sizeof(size_t) * 2 * (nk - 1));
+        nk--;
+      }
+      count += nk;
+    }
+    if (pass == 0) {
+      out = cnf_malloc(sizeof(size_t) * 2 * (count ? count : 1));
+      if (!out)
+        return CNF_ERR_NOMEM;
+    }
+  }
+  *n_ranges = count;
+  *ranges = out;
+  return 0;
+}
+
 int cnf_flow_params_changed(cnf_flow *f) {
   for (int k = 0; k < f->n_bij; k++) {
     cnf_bijector *b = &f->bij[k];

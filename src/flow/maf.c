@@ -303,6 +303,10 @@ static int maf_params_changed(cnf_bijector *b) {
   return 0;
 }
 
+static size_t maf_live_ranges(const cnf_bijector *b, size_t *out) {
+  return cnf_made_live_ranges(((const maf_impl *)b->impl)->made, b->param_offset, out);
+}
+
 static void maf_destroy(cnf_bijector *b) {
   maf_impl *im = maf_of(b);
   if (im) {
@@ -325,6 +329,7 @@ static const cnf_bijector_ops maf_ops = {
     .init_params = maf_init_params,
     .data_init = NULL,
     .params_changed = maf_params_changed,
+    .live_ranges = maf_live_ranges,
     .destroy = maf_destroy,
 };
 

@@ -308,6 +308,46 @@ void cnf_made_apply_mask(const cnf_made *m, cnf_real *params) {
   }
 }
 
+/* A range list being built: counts without storing when out is NULL, and merges a range
+ * that starts where the previous one ended (so counting and writing agree). */
+typedef struct range_list {
+  size_t *out, count, last_end;
+} range_list;
+
+static void range_push(range_list *rl, size_t b, size_t e) {
+  if (b >= e)
+    return;
+  if (rl->count > 0 && rl->last_end == b) {
+    if (rl->out)
+      rl->out[2 * rl->count - 1] = e;
+  } else {
+    if (rl->out) {
+      rl->out[2 * rl->count] = b;
+      rl->out[2 * rl->count + 1] = e;
+    }
+    rl->count++;
+  }
+  rl->last_end = e;
+}
+
+size_t cnf_made_live_ranges(const cnf_made *m, size_t base, size_t *out) {
+  range_list rl = {out, 0, 0};
+  for (int l = 0; l <= m->L; l++) {
+    const made_layer *ly = &m->layer[l];
+    const int masked_cols = l == 0 ? m->D : ly->ld;
+    for (int r = 0; r < ly->rows; r++) {
+      const size_t row = base + ly->off_w + (size_t)r * ly->ld;
+      /* the kept prefix [0, len) and the unmasked condition columns [masked_cols, ld): the
+       * conditions of row r and the prefix of row r + 1 touch and merge */
+      range_push(&rl, row, row + (size_t)ly->len[r]);
+      range_push(&rl, row + (size_t)masked_cols, row + (size_t)ly->ld);
+    }
+    range_push(&rl, base + ly->off_b, base + ly->off_b + (size_t)ly->rows);
+  }
+  range_push(&rl, base + m->off_wc, base + m->off_wc + (size_t)m->D * m->P * m->C);
+  return rl.count;
+}
+
 static void made_fill_uniform(cnf_real *a, size_t count, double bound, cnf_rng *rng) {
   for (size_t i = 0; i < count; i++)
     a[i] = (cnf_real)(bound * (2.0 * cnf_rng_uniform(rng) - 1.0));

@@ -513,6 +513,13 @@ int train_member_run(MPI_Comm comm, const cnf_study_conf *conf, const train_prep
     cnf_partition((uint64_t)B, size, r, &f0, &cnt);
     w.quota[r] = (int)cnt;
   }
+  if (rc == 0) { /* Adam touches only the entries that can have gradients (not masked) */
+    size_t n_ranges = 0, *ranges = NULL;
+    rc = cnf_flow_live_ranges(f, &n_ranges, &ranges);
+    if (rc == 0)
+      rc = cnf_adam_set_ranges(&adam, n_ranges, ranges);
+    free(ranges);
+  }
   CNF_CALL_GOTO(rc, out, train_sync(comm, rc));
   /* the shard bounds of every rank: the batch-balancing plan needs them */
   if (MPI_Allgather(&tr->global_first, 1, MPI_UINT64_T, w.bounds, 1, MPI_UINT64_T, comm) !=
