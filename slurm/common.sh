@@ -2,6 +2,7 @@
 # file through $CNFLOW_ROOT, which slurm/submit-pipeline sets, or the submission directory).
 #   CNFLOW_ROOT   repository (default: $SLURM_SUBMIT_DIR)    CNFLOW   binary (default: build/cnflow)
 #   cnflow_run [--resumable] ARGS...   srun --mpi=pmix cnflow ARGS -blas_threads $SLURM_CPUS_PER_TASK
+#                                      -watchdog ${CNFLOW_WATCHDOG:-1800} (seconds; 0 = off)
 CNFLOW_ROOT=${CNFLOW_ROOT:-${SLURM_SUBMIT_DIR:-$PWD}}
 CNFLOW=${CNFLOW:-$CNFLOW_ROOT/build/cnflow}
 if [ ! -x "$CNFLOW" ]; then
@@ -26,7 +27,10 @@ cnflow_run() {
   local resumable=0 rc state
   if [ "${1:-}" = --resumable ]; then resumable=1; shift; fi
   echo "[slurm] $(date +%T) job ${SLURM_JOB_ID:-?} (restart ${SLURM_RESTART_COUNT:-0}): cnflow $*"
-  srun --mpi=pmix "$CNFLOW" "$@" -blas_threads "$CNFLOW_THREADS" &
+  # -watchdog: a rank that makes no progress for this long (a stuck file system, a deadlock)
+  # ends the job with one line instead of holding the allocation until the time limit
+  srun --mpi=pmix "$CNFLOW" "$@" -blas_threads "$CNFLOW_THREADS" \
+    -watchdog "${CNFLOW_WATCHDOG:-1800}" &
   CNFLOW_SRUN_PID=$!
   if [ "$resumable" = 1 ]; then
     trap 'cnflow_forward TERM' TERM

@@ -1,5 +1,5 @@
 /* Core: counter-based RNG streams (reproducible, independent of draw batching, correct
- * moments), the GSL adaptor, partitioning and error messages. */
+ * moments), the GSL adaptor, partitioning, error messages and the free-space pre-check. */
 #include "testutil.h"
 
 #include <gsl/gsl_randist.h>
@@ -150,6 +150,25 @@ static void test_error_messages(void **state) {
   assert_true(cnf_parse_int_list("-2147483648,2147483647", list, 4) == 2);
 }
 
+/* The directory part statvfs looks at ("." for a bare name, "/" for a file in /), the message,
+ * and 0 where the directory does not exist (the create reports that). */
+static void test_check_free_space(void **state) {
+  (void)state;
+  const uint64_t huge = (uint64_t)1 << 62; /* 4 EiB: no file system has that free */
+  assert_int_equal(cnf_check_free_space("x.h5", 0), 0);
+  assert_int_equal(cnf_check_free_space("x.h5", huge), CNF_ERR_IO);
+  const char *m = cnf_error_message();
+  assert_non_null(strstr(m, "x.h5: not enough space on the file system of '.': the file needs "));
+  assert_non_null(strstr(m, " MB are free"));
+  assert_int_equal(cnf_check_free_space("/x.h5", huge), CNF_ERR_IO);
+  assert_non_null(strstr(cnf_error_message(), "/x.h5: not enough space on the file system of '/':"));
+  assert_int_equal(cnf_check_free_space("/tmp/x.h5", huge), CNF_ERR_IO);
+  assert_non_null(strstr(cnf_error_message(), "on the file system of '/tmp':"));
+  cnf_error_clear();
+  assert_int_equal(cnf_check_free_space("./no_such_dir_cnf/sub/x.h5", huge), 0);
+  assert_int_equal(cnf_check_free_space("/tmp/x.h5", 1), 0);
+}
+
 /* Known answers of Philox4x32-10 from Random123's kat_vectors file (Salmon et al., SC'11),
  * through cnf_rng's own mapping: key = seed (low word first), counter = (draw block, sub,
  * stream low, stream high).  Catches a wrong round count, key/counter order or word order. */
@@ -189,6 +208,7 @@ int main(void) {
       cmocka_unit_test(test_permutation_is_bijection),
       cmocka_unit_test(test_feistel_permutation),
       cmocka_unit_test(test_error_messages),
+      cmocka_unit_test(test_check_free_space),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

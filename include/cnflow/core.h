@@ -78,7 +78,7 @@ _Noreturn void cnf_abort_(const char *file, int line, const char *fmt, ...)
  * makes world rank R (default 0) fail the N-th time (default 1) it passes SITE (train_step,
  * checkpoint, scan_block).  K: alloc / io return CNF_ERR_NOMEM / CNF_ERR_IO through the caller's
  * error path, nan returns CNF_FAULT_NAN (the caller poisons its value; train_step only), exit /
- * abort / kill end the process without MPI_Finalize.  Unset it costs one compare per site. */
+ * abort / kill end the process without MPI_Finalize, hang stops the rank for ever (-watchdog).  Unset it costs one compare per site. */
 typedef enum cnf_fault_site {
   CNF_FAULT_TRAIN_STEP, CNF_FAULT_CHECKPOINT, CNF_FAULT_SCAN_BLOCK, CNF_FAULT_NSITES
 } cnf_fault_site;
@@ -87,6 +87,28 @@ extern int cnf_fault_armed_;
 int cnf_fault_hit_(cnf_fault_site site, const char *what);
 /* 0, CNF_FAULT_NAN, or a negative cnf_status with its message ("<what>: ... (injected ...)") */
 #define cnf_fault(site, what) (cnf_fault_armed_ ? cnf_fault_hit_((site), (what)) : 0)
+
+/* Hang watchdog (src/core/watchdog.c; the common option -watchdog SECONDS, 0 = off): a thread
+ * per rank ends the process with one line on stderr and exit status CNF_WATCHDOG_EXIT when no
+ * cnf_watchdog_beat() happened for longer than the timeout, so that a rank that hangs (stuck
+ * I/O, a deadlocked collective) ends the job instead of holding the allocation until the time
+ * limit.  The work loops beat (train steps, flow evaluations, scan blocks, writer batches);
+ * a wait that may legitimately last (a group waiting for the other ensemble groups) is
+ * bracketed by suspend/resume, which nest.  A stopped-and-continued process is not hung.
+ * `where` must be a string literal (it is kept, not copied).  Not collective. */
+#define CNF_WATCHDOG_EXIT 3
+int cnf_watchdog_start(double timeout_s); /* CNF_ERR_ARG for < 0, NaN, Inf; 0 does nothing */
+void cnf_watchdog_stop(void);             /* joins the thread; safe when not started */
+int cnf_watchdog_running(void);
+extern int cnf_watchdog_armed_;
+void cnf_watchdog_beat_(const char *where);
+#define cnf_watchdog_beat(where) \
+  do {                           \
+    if (cnf_watchdog_armed_)     \
+      cnf_watchdog_beat_(where); \
+  } while (0)
+void cnf_watchdog_suspend(const char *where);
+void cnf_watchdog_resume(void);
 
 /* The git revision the library was built from (`git describe --always --dirty`), or
  * "unknown" outside a checkout.  Written into every dataset and model file. */
@@ -194,3 +216,13 @@ int cnf_mkdir_p(const char *dir);
 /* mkdir -p of the directory part of a file path ("runs/a/scan.h5" -> "runs/a"; nothing for a
  * bare file name).  Not collective. */
 int cnf_mkdir_parent(const char *file_path);
+/* Free-space pre-check before creating file `path` (which need not exist yet): statvfs on its
+ * directory ("." for a bare name, "/" for a file in /); CNF_ERR_IO "<path>: not enough space on
+ * the file system of '<dir>': the file needs X MB, Y MB are free" when fewer than need_bytes are
+ * available to an unprivileged writer, 0 otherwise, and 0 when statvfs fails (not knowable
+ * here: the create then reports the missing directory).  Writers call it before creating their
+ * file, because a parallel HDF5 close that hits a full disk does not fail cleanly (the ranks can
+ * wait in different collectives for ever) and a serial one can leave a truncated file.  Not
+ * collective: run it on the rank that creates the file (rank 0 for a parallel file) and share
+ * the status the way the caller shares its other errors (cnf_sync_status). */
+int cnf_check_free_space(const char *path, uint64_t need_bytes);

@@ -30,7 +30,8 @@ static void usage(void) {
          "commands:\n", CNFLOW_VERSION, cnf_git_rev());
   for (int i = 0; i < n_commands; i++)
     printf("  %-10s %s\n", commands[i].name, commands[i].summary);
-  printf("common options: -options_file FILE, -blas_threads N (1), -log_level 0|1|2\n");
+  printf("common options: -options_file FILE, -blas_threads N (1), -log_level 0|1|2, "
+         "-watchdog SECONDS (0 = off)\n");
 }
 
 /* PETSc reports a missing or unreadable -options_file from inside PetscInitialize, as a
@@ -53,6 +54,7 @@ static int check_options_files(int argc, char **argv) {
 
 /* PetscFinalize leaves MPI to us because main() initialised it. */
 static int finish(int rc) {
+  cnf_watchdog_stop(); /* the shutdown below has no beats and may wait for slow ranks */
   if (cnf_data_hdf5_unusable()) {
     /* HDF5 would crash closing a file whose close already failed (full disk): the error is
      * printed and the temporary output removed, so leave without HDF5's or MPI's shutdown.

@@ -152,6 +152,17 @@ int cli_common_setup(void) {
     return cnf_error_set(CNF_ERR_ARG, "-blas_threads must be in [1, 256], got %d", threads);
   openblas_set_num_threads(threads);
   cnf_log_set_level((cnf_log_level)level);
+  double watchdog = 0;
+  CNF_CALL(cli_get_real("watchdog", 0, "seconds without progress after which a rank ends the "
+                        "job as hung (0 off; the SLURM scripts set 1800)", &watchdog));
+  if (watchdog < 0 || isinf(watchdog))
+    return cnf_error_set(CNF_ERR_ARG, "-watchdog must be 0 (off) or a number of seconds, got %g",
+                         watchdog);
+  if (watchdog > 0 && watchdog < 1)
+    return cnf_error_set(CNF_ERR_ARG, "-watchdog %g: below 1 s every pause of the machine would "
+                         "end the job (0 turns it off)", watchdog);
+  if (!cli_help_requested())
+    CNF_CALL(cnf_watchdog_start(watchdog));
   return 0;
 }
 

@@ -6,7 +6,8 @@
  * time it passes SITE, the way a real failure would: alloc / io return CNF_ERR_NOMEM /
  * CNF_ERR_IO with a message through the caller's normal error path, nan tells the caller to
  * make its value NaN, and exit / abort / kill end the process without MPI_Finalize (as a crash
- * or the kernel's OOM killer would), leaving the other ranks to mpiexec.
+ * or the kernel's OOM killer would), leaving the other ranks to mpiexec; hang stops making
+ * progress for ever (a stuck file system, a deadlock), which only the -watchdog ends.
  * The variable is read once, at the first site passed; unset, every site costs one load and a
  * compare (the cnf_fault macro) and nothing else. */
 #include "cnflow/core.h"
@@ -19,10 +20,11 @@
 /* 1 until the variable is parsed and found unset (or the fault has fired): see cnf_fault */
 int cnf_fault_armed_ = 1;
 
-enum { KIND_ALLOC, KIND_IO, KIND_NAN, KIND_EXIT, KIND_ABORT, KIND_KILL };
+enum { KIND_ALLOC, KIND_IO, KIND_NAN, KIND_EXIT, KIND_ABORT, KIND_KILL, KIND_HANG };
 static const char *const site_names[CNF_FAULT_NSITES] = {"train_step", "checkpoint",
                                                          "scan_block"};
-static const char *const kind_names[] = {"alloc", "io", "nan", "exit", "abort", "kill"};
+static const char *const kind_names[] = {"alloc", "io", "nan", "exit", "abort", "kill",
+                                          "hang"};
 #define N_KINDS ((int)(sizeof kind_names / sizeof kind_names[0]))
 
 static struct {
@@ -71,7 +73,7 @@ static int parse(const char *spec) {
           fault.kind = k;
       if (fault.kind < 0)
         return cnf_error_set(CNF_ERR_ARG, "CNFLOW_FAULT='%s': kind=%s: the kinds are alloc, io, "
-                             "nan, exit, abort, kill", spec, val);
+                             "nan, exit, abort, kill, hang", spec, val);
     } else {
       return cnf_error_set(CNF_ERR_ARG, "CNFLOW_FAULT='%s': unknown key '%s' (rank, at, n, "
                            "kind)", spec, key);
@@ -119,10 +121,14 @@ int cnf_fault_hit_(cnf_fault_site site, const char *what) {
   default:
     break;
   }
-  /* the process ends here without MPI_Finalize; say so first, the test reads it */
-  fprintf(stderr, "cnflow: fault injection: rank %d ends at %s (%s, CNFLOW_FAULT=%s)\n",
-          fault.rank, site_names[site], kind_names[fault.kind], fault.spec);
+  /* the process ends (or stops) here without MPI_Finalize; say so first, the test reads it */
+  fprintf(stderr, "cnflow: fault injection: rank %d %s at %s (%s, CNFLOW_FAULT=%s)\n",
+          fault.rank, fault.kind == KIND_HANG ? "hangs" : "ends", site_names[site],
+          kind_names[fault.kind], fault.spec);
   fflush(stderr);
+  if (fault.kind == KIND_HANG)
+    for (;;)
+      pause(); /* no beat, no MPI: as a rank stuck in the kernel */
   if (fault.kind == KIND_EXIT)
     _exit(3);
   if (fault.kind == KIND_ABORT)

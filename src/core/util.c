@@ -4,9 +4,11 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 
 int cnf_all_finite(size_t n, const cnf_real *x) {
@@ -92,4 +94,30 @@ int cnf_mkdir_parent(const char *file_path) {
   memcpy(dir, file_path, n);
   dir[n] = '\0';
   return cnf_mkdir_p(dir);
+}
+
+int cnf_check_free_space(const char *path, uint64_t need_bytes) {
+  char dir[4200];
+  const char *slash = strrchr(path, '/');
+  if (!slash) {
+    snprintf(dir, sizeof dir, ".");
+  } else if (slash == path) {
+    snprintf(dir, sizeof dir, "/");
+  } else {
+    const size_t n = (size_t)(slash - path);
+    if (n >= sizeof dir)
+      return cnf_error_set(CNF_ERR_ARG, "output path too long (%zu)", strlen(path));
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+  }
+  struct statvfs sv;
+  if (statvfs(dir, &sv) != 0)
+    return 0; /* not knowable here (the create reports a missing directory) */
+  /* f_bavail, not f_bfree: the blocks reserved for root are not ours to count on */
+  const uint64_t avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+  if (avail < need_bytes)
+    return cnf_error_set(CNF_ERR_IO, "%s: not enough space on the file system of '%s': the "
+                         "file needs %.1f MB, %.1f MB are free", path, dir,
+                         need_bytes / 1048576.0, avail / 1048576.0);
+  return 0;
 }

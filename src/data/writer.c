@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/statvfs.h>
 
 #define WRITER_CHUNK_ROWS_MAX 65536
 #define WRITER_CHUNK_BYTES (4u << 20)
@@ -332,32 +331,17 @@ static int writer_alloc_buffers(writer *w) {
   return 0;
 }
 
-/* COLLECTIVE: temporary file, root attributes, every dataset with its attributes. */
+/* The file's size is known before it exists (storage allocated at creation): the datasets'
+ * payload plus a margin for chunk padding, metadata and attributes.  Rank 0 only. */
 static int writer_check_space(const writer *w) {
   uint64_t need = 0;
   for (int k = 0; k < w->desc.n_datasets; k++)
     need += w->n * (uint64_t)w->desc.datasets[k].ncols * (uint64_t)w->d[k].elem;
   need += need / 100 + (256u << 10); /* chunk padding, metadata and attributes */
-  char dir[4200];
-  snprintf(dir, sizeof dir, "%s", w->cfg->path);
-  char *slash = strrchr(dir, '/');
-  if (!slash)
-    snprintf(dir, sizeof dir, ".");
-  else if (slash == dir)
-    dir[1] = '\0';
-  else
-    *slash = '\0';
-  struct statvfs sv;
-  if (statvfs(dir, &sv) != 0)
-    return 0; /* not knowable here (the create reports a missing directory) */
-  const uint64_t avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
-  if (avail < need)
-    return cnf_error_set(CNF_ERR_IO, "%s: not enough space on the file system of '%s': the "
-                         "file needs %.1f MB, %.1f MB are free", w->cfg->path, dir,
-                         need / 1048576.0, avail / 1048576.0);
-  return 0;
+  return cnf_check_free_space(w->cfg->path, need);
 }
 
+/* COLLECTIVE: temporary file, root attributes, every dataset with its attributes. */
 static int writer_create(writer *w) {
   int rc = 0;
   uint64_t h = fnv1a_str(0xcbf29ce484222325ULL, w->gen->name);
@@ -493,6 +477,7 @@ static int writer_rows(writer *w) {
     for (int k = 0; rc == 0 && k < w->desc.n_datasets; k++)
       rc = h5u_sync(w->comm, write_batch(w, &w->d[k], dxpl, w->first + b0, rows));
     w->t_write += cnf_time_now() - t0;
+    cnf_watchdog_beat("a batch of the dataset writer");
     if (rc == 0 && w->cfg->progress_interval_s > 0) {
       uint64_t done = (b0 + rows) * (uint64_t)w->size;
       cnf_progress_update(&progress, done < w->n ? done : w->n);

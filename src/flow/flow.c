@@ -479,6 +479,7 @@ static int flow_load_batch(cnf_flow *f, const char *what, int n, const cnf_real 
                            const cnf_real *c, int want_dcond) {
   if (n < 0)
     return cnf_error_set(CNF_ERR_ARG, "%s: negative batch size %d", what, n);
+  cnf_watchdog_beat("a flow evaluation"); /* every density, sample and gradient pass */
   if (f->C > 0 && !c && n > 0)
     return cnf_error_set(CNF_ERR_ARG, "%s: the flow has %d conditions but c is NULL", what,
                          f->C);

@@ -373,7 +373,28 @@ done:
   return rc;
 }
 
+/* The model file's size: the parameters, the permutations and fixed affine maps, the
+ * condition transform and the provenance strings, plus a margin for HDF5's metadata (a group
+ * with 17 attributes per bijector). */
+static uint64_t model_file_bytes(const cnf_flow *f, const cnf_model_provenance *prov) {
+  uint64_t need = (uint64_t)cnf_flow_num_params(f) * sizeof(cnf_real);
+  const int nb = cnf_flow_num_bijectors(f);
+  for (int k = 0; k < nb; k++) {
+    const cnf_bijector *b = cnf_flow_bijector(f, k);
+    if (b->spec.kind == CNF_BIJ_PERMUTE)
+      need += (uint64_t)b->dim * sizeof(int32_t);
+    if (b->spec.kind == CNF_BIJ_AFFINE_FIXED)
+      need += 2 * (uint64_t)b->dim * sizeof(double);
+  }
+  need += (uint64_t)cnf_flow_cond_dim(f) * (sizeof(int32_t) + 2 * sizeof(double));
+  if (prov)
+    need += strlen(prov->options) + strlen(prov->dataset);
+  return need + need / 100 + (256u << 10) + (uint64_t)nb * (4u << 10);
+}
+
 int cnf_flow_save(const cnf_flow *f, const char *path, const cnf_model_provenance *prov) {
+  /* before the temporary file exists: a full disk leaves the previous model and nothing else */
+  CNF_CALL(cnf_check_free_space(path, model_file_bytes(f, prov)));
   size_t len = strlen(path);
   char *tmp = cnf_malloc(len + 5);
   if (!tmp)

@@ -108,6 +108,7 @@ int cnf_classifier_test(const double *gen, size_t n_gen, const double *ref, size
     cnf_rng_permutation(&pr, (int)n_tr, perm);
     double loss = 0;
     for (size_t st = 0; st < steps_per_epoch; st++) {
+      cnf_watchdog_beat("a classifier step");
       const size_t a = st * (size_t)B;
       const int nb = (int)(n_tr - a < (size_t)B ? n_tr - a : (size_t)B);
       for (int i = 0; i < nb; i++)

@@ -226,6 +226,7 @@ typedef struct ev_col {
 
 static int compare_1d(hid_t loc, const char *name, const ev_col *c, int nb, double lo, double hi,
                       double *out) {
+  cnf_watchdog_beat("an evaluate metric");
   const size_t n = c->n;
   double *g = malloc(sizeof(double) * n), *r = malloc(sizeof(double) * n);
   double *rs = malloc(sizeof(double) * n), *mk = malloc(sizeof(double) * n);
@@ -686,6 +687,7 @@ static int eval_images(hid_t file, const cnf_eval_job *job, const ev_data *d) {
     if (rc == 0) rc = put1(gs, "distance_edges", EV_MAT_BINS + 1, eb);
   }
   for (int q = 0; q < EV_N_SHAPES && rc == 0; q++) {
+    cnf_watchdog_beat("an evaluate shower shape");
     for (size_t i = 0; i < n; i++) {
       vals[i] = shape[i * EV_N_SHAPES + q];
       vals[n + i] = shape[(n + i) * EV_N_SHAPES + q];
@@ -807,6 +809,31 @@ static int eval_classifier(hid_t file, const cnf_eval_job *job, const ev_data *d
   return rc;
 }
 
+/* metrics.h5's size from what will be written: per 1-D comparison its edges, 2 densities, 2
+ * errors and K member densities of at most max(n_bins, 31) bins (31: the cluster counts) plus
+ * ~8 KiB of HDF5 objects (a group, 6 datasets, 9 attributes); the images' averages and (d, b)
+ * grids, the hgg resolution, correlation and tail tables; plus the margin the other writers
+ * use.  An upper bound rather than exact: the point is to refuse a disk that cannot hold it. */
+static uint64_t eval_file_bytes(const cnf_eval_job *job, const ev_data *d, int images) {
+  const uint64_t D = (uint64_t)d->D, K = (uint64_t)d->K, R = EV_RES_BINS;
+  const uint64_t nb = (uint64_t)(job->n_bins > 31 ? job->n_bins : 31);
+  uint64_t n_cmp = images ? EV_N_SHAPES * (1 + 2 * EV_MAT_BINS) : D;
+  uint64_t vals = 0, objects = 4; /* other groups and datasets: the root, marginals, classifier */
+  if (images) { /* 3 averages, the groups, 2 edges, 3 grids per shape */
+    vals += 3 * D + EV_N_SHAPES * 3 * EV_MAT_BINS * EV_MAT_BINS + 2 * (EV_MAT_BINS + 1);
+    objects += 3 + 2 + 2 + EV_N_SHAPES * 3;
+  }
+  if (d->has_reco) { /* resolution (3 groups of 6), correlations, tails, m_gg and pt_gg */
+    n_cmp += 2;
+    vals += 3 * (2 * (R + 1) + 4 * D * R + K * D * R) + (2 + K) * D * D + 4 * D;
+    objects += 3 * 7 + 3 + 4 + 4;
+  }
+  vals += n_cmp * ((nb + 1) + (4 + K) * nb);
+  uint64_t need = vals * sizeof(double) + strlen(job->samples);
+  need += need / 100 + (256u << 10) + (n_cmp + objects) * (8u << 10);
+  return need;
+}
+
 static int eval_rank0(const cnf_eval_job *job, cnf_eval_summary *sum) {
   ev_data d;
   int rc = ev_read(job, &d);
@@ -822,6 +849,13 @@ static int eval_rank0(const cnf_eval_job *job, cnf_eval_summary *sum) {
   sum->dims = d.D;
   char tmp[1100];
   snprintf(tmp, sizeof tmp, "%s.tmp", job->out);
+  /* before the temporary file exists (and before the seconds of computing the metrics): a full
+   * disk leaves the previous metrics file and nothing else */
+  rc = cnf_check_free_space(job->out, eval_file_bytes(job, &d, images));
+  if (rc < 0) {
+    ev_data_free(&d);
+    return rc;
+  }
   hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (file < 0) {
     ev_data_free(&d);

@@ -127,6 +127,7 @@ static int reg_out_create(MPI_Comm comm, const cnf_regress_job *job, const char 
                                  .n_grid = 0,
                                  .cnflow_version = CNFLOW_VERSION,
                                  .reproducible = 1};
+  CNF_CALL(cnf_scan_out_check_space(comm, job->out, N, n_blocks, &h));
   return cnf_scan_out_create(comm, tmp, N, n_blocks, &h, o);
 }
 
@@ -274,6 +275,7 @@ int cnf_regress_file(const cnf_regress_job *job_in, MPI_Comm comm, cnf_regress_s
     if (rc < 0)
       goto out;
     done += m;
+    cnf_watchdog_beat("a regression block");
     const double now = cnf_time_now();
     if (rank == 0 && job.progress_s > 0 && now - t_last >= job.progress_s && done > 0) {
       const double rate = (double)done / (now - t0);

@@ -213,6 +213,28 @@ int cnf_scan_out_create(MPI_Comm comm, const char *tmp, uint64_t N, uint64_t n_b
   return 0;
 }
 
+/* The file's size is known up front (storage allocated at creation): 5 float64 and 2 int32
+ * columns of N rows, a byte per block, the string attributes (the resume fingerprint is up to
+ * 8 KiB), plus a margin for HDF5's metadata.  Checked before the file exists because a parallel
+ * HDF5 close that hits a full disk does not fail cleanly (the ranks can wait in different
+ * collectives for ever). */
+int cnf_scan_out_check_space(MPI_Comm comm, const char *out, uint64_t N, uint64_t n_blocks,
+                             const cnf_scan_out_header *h) {
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  int rc = 0;
+  if (rank == 0) {
+    uint64_t need = N * (5 * sizeof(double) + 2 * sizeof(int32_t)) + n_blocks;
+    const char *s[] = {h->method, h->prior, h->input, h->split, h->ensemble, h->cnflow_version,
+                       h->resume_fingerprint};
+    for (size_t i = 0; i < sizeof s / sizeof *s; i++)
+      need += s[i] ? strlen(s[i]) : 0;
+    need += need / 100 + (256u << 10);
+    rc = cnf_check_free_space(out, need);
+  }
+  return cnf_sync_status(comm, rc);
+}
+
 /* Everything a partial file must agree with to be continued. */
 static void scan_fingerprint(const cnf_scan_job *job, uint64_t N, int K, char *buf, size_t len) {
   snprintf(buf, len, "input=%s|split=%s|target=%s:%s|cond=%s:%s|scan=%s|ensemble=%s|members=%d|"
@@ -249,6 +271,7 @@ static int scan_out_create(MPI_Comm comm, const cnf_scan_job *job, const char *t
                                  .part_block = job->block,
                                  .part_first = (int64_t)part_pos[0],
                                  .part_showers_total = (int64_t)part_pos[1]};
+  CNF_CALL(cnf_scan_out_check_space(comm, job->out, N, n_blocks, &h));
   return cnf_scan_out_create(comm, tmp, N, n_blocks, &h, o);
 }
 
@@ -539,6 +562,7 @@ int cnf_scan_file(const cnf_scan_job *job, MPI_Comm comm, cnf_scan_summary *sum)
     t_write += cnf_time_now() - t_write0;
     if (mine)
       done[bfirst + t] = 1;
+    cnf_watchdog_beat("a scan block");
     /* SIGTERM / SIGUSR1 (SLURM before the time limit): stop after this block, all together */
     int stop = cnf_train_stop_requested() ||
                (job->interrupt_after_blocks > 0 && (int64_t)t + 1 >= job->interrupt_after_blocks);

@@ -253,6 +253,13 @@ static int merge_root(merge_part *p, int n, const char *out, const char *tmp) {
   }
   /* the output: part 0's layout, the whole length */
   const int64_t total = p0->total, nb = (total + p0->block - 1) / p0->block;
+  /* room for the whole merged file before it exists (the previous <out> stays until the
+   * rename): 5 float64 and 2 int32 columns, a byte per block, part 0's attributes (the
+   * fingerprint is the longest) and a margin for HDF5's metadata */
+  uint64_t need = (uint64_t)total * (5 * sizeof(double) + 2 * sizeof(int32_t)) + (uint64_t)nb +
+                  strlen(p0->base);
+  need += need / 100 + (256u << 10);
+  CNF_CALL(cnf_check_free_space(out, need));
   int rc = 0;
   hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), g = -1;
   if (f < 0)

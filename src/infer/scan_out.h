@@ -37,6 +37,11 @@ typedef struct cnf_scan_out_header {
 } cnf_scan_out_header;
 
 void cnf_scan_out_init(cnf_scan_out *o); /* every handle -1 */
+/* COLLECTIVE.  Rank 0 checks that the file system of `out` (the user's name: the message names
+ * it) has room for the file cnf_scan_out_create makes, before it exists; the status is shared.
+ * The previous file of that name stays until the rename, so the whole new file must fit. */
+int cnf_scan_out_check_space(MPI_Comm comm, const char *out, uint64_t N, uint64_t n_blocks,
+                             const cnf_scan_out_header *h);
 /* COLLECTIVE.  Create tmp with N rows and n_blocks block flags (all 0). */
 int cnf_scan_out_create(MPI_Comm comm, const char *tmp, uint64_t N, uint64_t n_blocks,
                         const cnf_scan_out_header *h, cnf_scan_out *o);

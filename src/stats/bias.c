@@ -166,9 +166,11 @@ int cnf_bias_compute(const cnf_bias_columns *c, const cnf_bias_conf *conf, uint6
     size_t n = (size_t)row->n_used;
     memcpy(rs, r, n * sizeof *rs);
     qsort(rs, n, sizeof *rs, bias_cmp_double);
-    for (size_t b = 0; b < nb && rc == 0; b++)
+    for (size_t b = 0; b < nb && rc == 0; b++) {
       rc = cnf_bias_boot_one(r, rs, n, conf->n_grid, conf->seed, file_index, (uint32_t)b, &mv[b],
                              &mv[nb + b]);
+      cnf_watchdog_beat("a bias bootstrap");
+    }
     if (rc == 0)
       cnf_bias_boot_finish(mv, mv + nb, conf->n_boot, row);
   }

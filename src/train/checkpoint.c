@@ -102,6 +102,18 @@ int train_checkpoint_write(const char *path, const char *fingerprint, const cnf_
                            const cnf_adam *adam, const cnf_real *best, const train_state *st) {
   char tmp[1200];
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  /* Checked before the temporary file exists, so a full disk leaves the previous checkpoint and
+   * nothing else: the four parameter-sized arrays (params, best, Adam m and v) and the history,
+   * plus a margin for the attributes (the fingerprint takes up to 8 KiB) and HDF5's metadata. */
+  const uint64_t np_bytes = (uint64_t)cnf_flow_num_params(f) * sizeof(cnf_real);
+  uint64_t need = 4 * np_bytes + (uint64_t)st->n_hist * TRAIN_HIST_COLS * sizeof(double);
+  need += need / 100 + (256u << 10);
+  int rc = cnf_check_free_space(path, need);
+  if (rc < 0) {
+    char msg[1400];
+    snprintf(msg, sizeof msg, "%s", cnf_error_message());
+    return cnf_error_set(rc, "%s; the previous checkpoint, if any, is kept", msg);
+  }
   H5E_auto2_t efunc;
   void *edata;
   H5Eget_auto2(H5E_DEFAULT, &efunc, &edata);

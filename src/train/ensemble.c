@@ -269,7 +269,11 @@ int cnf_train_study(const cnf_study_conf *conf, MPI_Comm world, cnf_study_result
       if (grank != 0)
         memset(&mres[k], 0, sizeof mres[k]); /* the root's copy is summed below */
     }
+    /* a group that finished its member waits here for the slowest group (members stop early
+     * at different epochs): a legitimate wait of any length, not a hang */
+    cnf_watchdog_suspend("waiting for the other ensemble groups");
     rc = train_sync(world, mrc);
+    cnf_watchdog_resume();
     if (rc < 0)
       goto out;
   }

@@ -368,6 +368,7 @@ static int root_checkpoint(MPI_Comm comm, const train_member_io *io, const cnf_f
   rc = cnf_fault(CNF_FAULT_CHECKPOINT, io->ckpt_path); /* testing aid (CNFLOW_FAULT) */
   if (rank == 0 && rc == 0)
     rc = train_checkpoint_write(io->ckpt_path, io->fingerprint, f, adam, w->best, st);
+  cnf_watchdog_beat("a checkpoint");
   return train_sync(comm, rc);
 }
 
@@ -632,6 +633,7 @@ int train_member_run(MPI_Comm comm, const cnf_study_conf *conf, const train_prep
         goto out;
       }
       CNF_CALL_GOTO(rc, out, cnf_flow_params_changed(f));
+      cnf_watchdog_beat("a train step");
       if (conf->check_replicas)
         CNF_CALL_GOTO(rc, out, check_replicas(comm, f, io->member, epoch, s));
       st.global_step++;
@@ -643,6 +645,7 @@ int train_member_run(MPI_Comm comm, const cnf_study_conf *conf, const train_prep
                   io->member, epoch + 1, 1e6 * dt_train / n_st, 1e6 * t_allreduce / n_st,
                   1e6 * t_status / n_st);
     double val = 0;
+    cnf_watchdog_beat("the validation");
     if (conf->val_metric == CNF_VAL_W1) {
       uint64_t wseed = seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(epoch + 1));
       rc = val_w1(comm, f, va, xv, prep, wseed, &val);

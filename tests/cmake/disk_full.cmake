@@ -1,4 +1,6 @@
-# A full disk (a 1 MiB tmpfs, root only): one-line errors, nothing left, no hang.
+# A full disk (a 1 MiB tmpfs, root only): every writer (generate, sample, evaluate, scan, scan
+# -merge, regress, train checkpoints and model files) fails up front with one line, leaves nothing
+# behind and the previous file intact, and does not hang.
 add_test(NAME disk_full COMMAND bash ${CMAKE_SOURCE_DIR}/tests/check_disk_full.sh $<TARGET_FILE:cnflow>)
 set_tests_properties(disk_full PROPERTIES
                      ENVIRONMENT "${CNFLOW_TEST_ENV};MPIEXEC=${MPIEXEC_EXECUTABLE}"
