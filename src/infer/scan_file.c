@@ -218,19 +218,23 @@ int cnf_scan_out_create(MPI_Comm comm, const char *tmp, uint64_t N, uint64_t n_b
  * 8 KiB), plus a margin for HDF5's metadata.  Checked before the file exists because a parallel
  * HDF5 close that hits a full disk does not fail cleanly (the ranks can wait in different
  * collectives for ever). */
+uint64_t cnf_scan_out_bytes(uint64_t N, uint64_t n_blocks, uint64_t attr_bytes) {
+  const uint64_t need = N * (5 * sizeof(double) + 2 * sizeof(int32_t)) + n_blocks + attr_bytes;
+  return need + need / 100 + (256u << 10);
+}
+
 int cnf_scan_out_check_space(MPI_Comm comm, const char *out, uint64_t N, uint64_t n_blocks,
                              const cnf_scan_out_header *h) {
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
   int rc = 0;
   if (rank == 0) {
-    uint64_t need = N * (5 * sizeof(double) + 2 * sizeof(int32_t)) + n_blocks;
+    uint64_t attr = 0;
     const char *s[] = {h->method, h->prior, h->input, h->split, h->ensemble, h->cnflow_version,
                        h->resume_fingerprint};
     for (size_t i = 0; i < sizeof s / sizeof *s; i++)
-      need += s[i] ? strlen(s[i]) : 0;
-    need += need / 100 + (256u << 10);
-    rc = cnf_check_free_space(out, need);
+      attr += s[i] ? strlen(s[i]) : 0;
+    rc = cnf_check_free_space(out, cnf_scan_out_bytes(N, n_blocks, attr));
   }
   return cnf_sync_status(comm, rc);
 }

@@ -7,6 +7,7 @@
  * concatenated, block_done all ones. */
 #include "cnflow/data.h"
 #include "cnflow/infer.h"
+#include "scan_out.h"
 
 #include <hdf5.h>
 #include <stdlib.h>
@@ -256,10 +257,8 @@ static int merge_root(merge_part *p, int n, const char *out, const char *tmp) {
   /* room for the whole merged file before it exists (the previous <out> stays until the
    * rename): 5 float64 and 2 int32 columns, a byte per block, part 0's attributes (the
    * fingerprint is the longest) and a margin for HDF5's metadata */
-  uint64_t need = (uint64_t)total * (5 * sizeof(double) + 2 * sizeof(int32_t)) + (uint64_t)nb +
-                  strlen(p0->base);
-  need += need / 100 + (256u << 10);
-  CNF_CALL(cnf_check_free_space(out, need));
+  CNF_CALL(cnf_check_free_space(out, cnf_scan_out_bytes((uint64_t)total, (uint64_t)nb,
+                                                        strlen(p0->base))));
   int rc = 0;
   hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), g = -1;
   if (f < 0)

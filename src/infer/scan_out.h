@@ -37,6 +37,9 @@ typedef struct cnf_scan_out_header {
 } cnf_scan_out_header;
 
 void cnf_scan_out_init(cnf_scan_out *o); /* every handle -1 */
+/* Bytes a scan-layout file of N rows and n_blocks blocks takes, attr_bytes of string attributes
+ * included, with a margin for HDF5's metadata (the free-space pre-checks use it). */
+uint64_t cnf_scan_out_bytes(uint64_t N, uint64_t n_blocks, uint64_t attr_bytes);
 /* COLLECTIVE.  Rank 0 checks that the file system of `out` (the user's name: the message names
  * it) has room for the file cnf_scan_out_create makes, before it exists; the status is shared.
  * The previous file of that name stays until the rename, so the whole new file must fit. */
