@@ -71,29 +71,16 @@ static int read_dset(cnf_data_file *f, const char *path, size_t n, int want_cols
   return rc;
 }
 
+/* "" when the attribute is absent or not a string. */
 static int root_attr_string(const char *path, const char *name, char *buf, size_t len) {
   buf[0] = '\0';
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0)
     return cnf_error_set(CNF_ERR_IO, "%s: cannot open", path);
-  int rc = 0;
-  if (H5Aexists(f, name) > 0) {
-    hid_t a = H5Aopen(f, name, H5P_DEFAULT), t = H5Aget_type(a);
-    if (H5Tis_variable_str(t) > 0) {
-      char *s = NULL;
-      hid_t mt = H5Tcopy(H5T_C_S1);
-      H5Tset_size(mt, H5T_VARIABLE);
-      if (H5Aread(a, mt, &s) >= 0 && s) {
-        snprintf(buf, len, "%s", s);
-        H5free_memory(s);
-      }
-      H5Tclose(mt);
-    }
-    H5Tclose(t);
-    H5Aclose(a);
-  }
+  if (h5u_attr_read_string(f, name, buf, len) != 0)
+    buf[0] = '\0';
   H5Fclose(f);
-  return rc;
+  return 0;
 }
 
 static int ev_read(const cnf_eval_job *job, ev_data *d) {

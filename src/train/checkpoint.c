@@ -10,6 +10,8 @@
  * event), so (epoch, step_in_epoch) is the whole RNG position. */
 #include "train_impl.h"
 
+#include "../data/h5util.h"
+
 #include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,54 +21,21 @@
 static hid_t real_type(void) { return CNF_REAL_IS_DOUBLE ? H5T_NATIVE_DOUBLE : H5T_NATIVE_FLOAT; }
 static hid_t real_file_type(void) { return CNF_REAL_IS_DOUBLE ? H5T_IEEE_F64LE : H5T_IEEE_F32LE; }
 
-static int w_attr(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *v) {
-  hid_t sp = H5Screate(H5S_SCALAR);
-  hid_t a = sp < 0 ? -1 : H5Acreate2(obj, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t st = a < 0 ? -1 : H5Awrite(a, mtype, v);
-  if (a >= 0)
-    H5Aclose(a);
-  if (sp >= 0)
-    H5Sclose(sp);
-  return st < 0 ? -1 : 0;
-}
+/* Attributes go through the shared HDF5 helpers (data/h5util.h): one writer, and a string
+ * reader that takes the stored character set (HDF5 has no ASCII <-> UTF-8 conversion). */
 static int w_i64(hid_t o, const char *n, int64_t v) {
-  return w_attr(o, n, H5T_STD_I64LE, H5T_NATIVE_INT64, &v);
+  return h5u_attr_write_scalar(o, n, H5T_STD_I64LE, H5T_NATIVE_INT64, &v);
 }
-static int w_f64(hid_t o, const char *n, double v) {
-  return w_attr(o, n, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
+static int w_f64(hid_t o, const char *n, double v) { return h5u_attr_write_double(o, n, v); }
+static int w_str(hid_t o, const char *n, const char *v) { return h5u_attr_write_string(o, n, v); }
+static int r_i64(hid_t o, const char *n, int64_t *v) {
+  return h5u_attr_read_scalar(o, n, H5T_NATIVE_INT64, v) == 0 ? 0 : -1;
 }
-static int w_str(hid_t o, const char *n, const char *v) {
-  hid_t t = H5Tcopy(H5T_C_S1);
-  if (t < 0 || H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0)
-    return -1;
-  int rc = w_attr(o, n, t, t, &v);
-  H5Tclose(t);
-  return rc;
+static int r_f64(hid_t o, const char *n, double *v) {
+  return h5u_attr_read_scalar(o, n, H5T_NATIVE_DOUBLE, v) == 0 ? 0 : -1;
 }
-
-static int r_attr(hid_t obj, const char *name, hid_t mtype, void *v) {
-  if (H5Aexists(obj, name) <= 0)
-    return -1;
-  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-  herr_t st = a < 0 ? -1 : H5Aread(a, mtype, v);
-  if (a >= 0)
-    H5Aclose(a);
-  return st < 0 ? -1 : 0;
-}
-static int r_i64(hid_t o, const char *n, int64_t *v) { return r_attr(o, n, H5T_NATIVE_INT64, v); }
-static int r_f64(hid_t o, const char *n, double *v) { return r_attr(o, n, H5T_NATIVE_DOUBLE, v); }
 static int r_str(hid_t o, const char *n, char *buf, size_t len) {
-  hid_t t = H5Tcopy(H5T_C_S1);
-  if (t < 0 || H5Tset_size(t, H5T_VARIABLE) < 0)
-    return -1;
-  char *s = NULL;
-  int rc = r_attr(o, n, t, &s);
-  H5Tclose(t);
-  if (rc == 0 && s) {
-    snprintf(buf, len, "%s", s);
-    H5free_memory(s);
-  }
-  return rc == 0 && s ? 0 : -1;
+  return h5u_attr_read_string(o, n, buf, len) == 0 ? 0 : -1;
 }
 
 static int w_array(hid_t file, const char *name, hid_t ftype, hid_t mtype, int rank,
@@ -104,7 +73,7 @@ int train_checkpoint_write(const char *path, const char *fingerprint, const cnf_
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   /* Checked before the temporary file exists, so a full disk leaves the previous checkpoint and
    * nothing else: the four parameter-sized arrays (params, best, Adam m and v) and the history,
-   * plus a margin for the attributes (the fingerprint takes up to 8 KiB) and HDF5's metadata. */
+   * plus a margin for the attributes (the fingerprint takes up to TRAIN_FINGERPRINT_MAX) and HDF5's metadata. */
   const uint64_t np_bytes = (uint64_t)cnf_flow_num_params(f) * sizeof(cnf_real);
   uint64_t need = 4 * np_bytes + (uint64_t)st->n_hist * TRAIN_HIST_COLS * sizeof(double);
   need += need / 100 + (256u << 10);
@@ -169,9 +138,13 @@ int train_checkpoint_read(const char *path, const char *fingerprint, cnf_flow *f
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   int rc = 0;
   hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  char fmt[64] = "", fp[4096] = "";
+  char fmt[64] = "", *fp = cnf_malloc(TRAIN_FINGERPRINT_MAX + 1);
   int64_t np = -1, v[9];
   double dv[6];
+  if (!fp) {
+    rc = CNF_ERR_NOMEM;
+    goto done;
+  }
   if (file < 0) {
     rc = cnf_error_set(CNF_ERR_IO, "%s: not a readable HDF5 checkpoint (truncated or corrupt?)",
                        path);
@@ -181,7 +154,7 @@ int train_checkpoint_read(const char *path, const char *fingerprint, cnf_flow *f
     rc = cnf_error_set(CNF_ERR_FORMAT, "%s: not a cnflow checkpoint", path);
     goto done;
   }
-  if (r_str(file, "fingerprint", fp, sizeof fp) || strcmp(fp, fingerprint) != 0 ||
+  if (r_str(file, "fingerprint", fp, TRAIN_FINGERPRINT_MAX + 1) || strcmp(fp, fingerprint) != 0 ||
       r_i64(file, "n_params", &np) || np != (int64_t)cnf_flow_num_params(f)) {
     rc = cnf_error_set(CNF_ERR_FORMAT, "%s: the checkpoint belongs to another configuration "
                        "(data, preprocessing, architecture, batch or seed differ): remove it or "
@@ -252,5 +225,6 @@ done:
   if (file >= 0)
     H5Fclose(file);
   H5Eset_auto2(H5E_DEFAULT, efunc, edata);
+  free(fp);
   return rc;
 }

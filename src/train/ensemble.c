@@ -200,7 +200,7 @@ int cnf_train_study(const cnf_study_conf *conf, MPI_Comm world, cnf_study_result
   train_prep prep;
   cnf_flow *f = NULL;
   unsigned char *keep = NULL;
-  char *desc = cnf_malloc(2048), *fp = cnf_malloc(8192);
+  char *desc = cnf_malloc(2048), *fp = cnf_malloc(TRAIN_FINGERPRINT_MAX);
   cnf_member_result *mres = cnf_calloc((size_t)K, sizeof *mres);
   rc = (!desc || !fp || !mres) ? CNF_ERR_NOMEM : 0;
   rc = train_sync(world, rc);
@@ -264,7 +264,7 @@ int cnf_train_study(const cnf_study_conf *conf, MPI_Comm world, cnf_study_result
       snprintf(io.model_path, sizeof io.model_path, "%s/member_%03d.h5", conf->out_dir, k);
       snprintf(io.ckpt_path, sizeof io.ckpt_path, "%s/member_%03d.ckpt.h5", conf->out_dir, k);
       snprintf(io.hist_path, sizeof io.hist_path, "%s/member_%03d.history.tsv", conf->out_dir, k);
-      fingerprint(conf, &tr, &va, f, k, fp, 8192);
+      fingerprint(conf, &tr, &va, f, k, fp, TRAIN_FINGERPRINT_MAX);
       mrc = train_member_run(group, conf, &prep, f, &tr, &va, &io, &mres[k]);
       if (grank != 0)
         memset(&mres[k], 0, sizeof mres[k]); /* the root's copy is summed below */

@@ -77,6 +77,10 @@ typedef struct train_state {
   double *hist;          /* (epochs, TRAIN_HIST_COLS) */
 } train_state;
 
+/* The configuration fingerprint a checkpoint carries: built by ensemble.c, compared whole by
+ * train_checkpoint_read (two long file paths alone can take 8 KiB). */
+#define TRAIN_FINGERPRINT_MAX 16384
+
 /* Serial (one rank).  Atomic: <path>.tmp then rename. */
 int train_checkpoint_write(const char *path, const char *fingerprint, const cnf_flow *f,
                            const cnf_adam *adam, const cnf_real *best, const train_state *st);
