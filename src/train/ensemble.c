@@ -30,6 +30,11 @@ void cnf_study_conf_default(cnf_study_conf *c) {
 
 /* ---- manifest ------------------------------------------------------------------------------- */
 int cnf_ensemble_write(const char *path, const cnf_ensemble *e) {
+  /* bound of what is written below: a header and one line per member (file name + numbers) */
+  uint64_t need = 256;
+  for (int k = 0; k < e->members; k++)
+    need += strlen(e->path[k]) + 96;
+  CNF_CALL(cnf_check_free_space(path, need));
   char tmp[1200];
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   FILE *fp = fopen(tmp, "w");

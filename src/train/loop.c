@@ -414,6 +414,8 @@ static int resume_from_checkpoint(MPI_Comm comm, const train_member_io *io, cnf_
 }
 
 static int write_history(const char *path, const train_state *st, const char *metric) {
+  /* bound of what is written below: the header and one line of 5 numbers per epoch */
+  CNF_CALL(cnf_check_free_space(path, 128 + (uint64_t)st->n_hist * 96));
   char tmp[1200];
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   FILE *fp = fopen(tmp, "w");
