@@ -20,6 +20,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The machine's cores, counted before OMP_NUM_THREADS=1 below: GNU nproc obeys that variable
+# (it made every build and ctest run of these scripts serial until 2026-12-08).
+CNFLOW_CORES=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 # Open MPI refuses root without these; one BLAS thread per rank (ranks = cores).
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
@@ -27,7 +30,7 @@ export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREAD
 BUILD_DIR=${CNFLOW_BUILD_DIR:-build}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
 build_log="$BUILD_DIR/build.log"
-if ! cmake --build "$BUILD_DIR" -j "$(nproc)" >"$build_log" 2>&1; then
+if ! cmake --build "$BUILD_DIR" -j "$CNFLOW_CORES" >"$build_log" 2>&1; then
   grep -E "error" "$build_log" | head -40 >&2
   echo "[setup] build failed (full log: $build_log)" >&2
   exit 1

@@ -15,7 +15,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 src=$(pwd)
-jobs=$(nproc)
+jobs=$CNFLOW_CORES
 (cd "$BUILD_DIR" && ctest --output-on-failure --timeout 900 -j "$jobs" "$@")
 
 checks=${CNFLOW_CHECK_BUILDS:-}
