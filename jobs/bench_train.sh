@@ -146,8 +146,12 @@ print(f"%peak: {flops['cnf'] / 1e6:.3f} (CNF) and {flops['paraflow'] / 1e6:.1f} 
       "per training event (masked-out weights not counted) against 213 GFLOP/s per core")
 def weak_scaling(one, two):
     """2-rank / (2 x 1-rank) events/s: median over the adjacent (same repetition) pairs"""
-    pairs = sorted(runs[two + k[len(one):]]["eps"] / (2 * r["eps"]) for k, r in runs.items()
-                   if k.startswith(one + "_") and "eps" in r and "eps" in runs.get(two + k[len(one):], {}))
+    pairs = []
+    for k, r in runs.items():
+        partner = runs.get(two + k[len(one):], {})  # cnf_1r_256_3 -> cnf_2r_512_3
+        if k.startswith(one + "_") and "eps" in r and "eps" in partner:
+            pairs.append(partner["eps"] / (2 * r["eps"]))
+    pairs.sort()
     if not pairs:
         return "n/a"
     return (f"{100 * statistics.median(pairs):.0f}% (median of {len(pairs)} adjacent pairs, "
